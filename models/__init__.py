@@ -1,0 +1,1 @@
+"""Pydantic models shared across the broker and the IoT agents."""
