@@ -1,0 +1,1 @@
+"""HTTP handlers: parse and validate the request, call a service, render the answer."""

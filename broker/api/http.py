@@ -1,0 +1,170 @@
+"""Request parsing and response rendering shared by every NGSI-LD handler."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..errors import BadRequestData, InvalidRequest, NotAcceptable, UnsupportedMediaType
+from ..jsonld.termmap import TermMap
+from ..store.base import DEFAULT_TENANT
+from .keys import RESOLVER
+
+JSON = "application/json"
+JSONLD = "application/ld+json"
+GEOJSON = "application/geo+json"
+MERGE_PATCH = "application/merge-patch+json"
+CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+
+_TENANT = re.compile(r"^[A-Za-z0-9_\-]{1,48}$")
+_LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[A-Za-z]+\s*=\s*(?:"[^"]*"|[^;,]*)\s*)*)')
+
+
+def tenant_of(request: web.Request) -> str:
+    raw = request.headers.get("NGSILD-Tenant")
+    if raw is None or raw == "":
+        return DEFAULT_TENANT
+    if not _TENANT.match(raw):
+        raise BadRequestData(f"Invalid NGSILD-Tenant {raw!r}")
+    return raw
+
+
+def link_context(request: web.Request) -> str | None:
+    """The @context URL of the request's JSON-LD ``Link`` header, if any."""
+    found: list[str] = []
+    for header in request.headers.getall("Link", []):
+        for m in _LINK.finditer(header):
+            params = m.group(2) or ""
+            if re.search(r'rel\s*=\s*"?' + re.escape(CONTEXT_REL) + r'"?', params):
+                found.append(m.group(1).strip())
+    if len(found) > 1:
+        raise BadRequestData("More than one JSON-LD context Link header")
+    if found:
+        url = found[0]
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:", url):
+            raise BadRequestData(f"Invalid @context URL in Link header: {url!r}")
+        return url
+    return None
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+async def read_body(request: web.Request, allowed: tuple[str, ...] = (JSON, JSONLD)) -> tuple[Any, Any]:
+    """Parse a JSON body; returns (body, @context value or None). 415/400 on bad input."""
+    ctype = _media_type(request.headers.get("Content-Type", ""))
+    if ctype not in allowed:
+        raise UnsupportedMediaType(f"Content-Type must be one of {', '.join(allowed)}; got {ctype or 'none'}")
+    raw = await request.read()
+    if not raw:
+        raise InvalidRequest("Empty request body")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Invalid JSON: {exc}") from exc
+    context = await body_context(request, body, ctype)
+    return body, context
+
+
+async def body_context(request: web.Request, body: Any, ctype: str) -> Any:
+    if ctype == JSONLD:
+        if isinstance(body, dict):
+            if "@context" not in body:
+                raise BadRequestData("application/ld+json requires an @context in the body")
+            return body["@context"]
+        if isinstance(body, list):
+            # batch operations: every entity carries its own @context
+            return None
+        raise BadRequestData("application/ld+json body must be an object or array")
+    if isinstance(body, dict) and "@context" in body:
+        raise BadRequestData("@context in the body requires Content-Type application/ld+json")
+    return link_context(request)
+
+
+async def term_map(request: web.Request, context: Any = None, *, from_link: bool = True) -> TermMap:
+    """The term map for a request: explicit context, else the Link header, else the core context."""
+    if context is None and from_link:
+        context = link_context(request)
+    return await request.app[RESOLVER].resolve(context)
+
+
+def negotiate(request: web.Request, offered: tuple[str, ...] = (JSON, JSONLD)) -> str:
+    """Pick the response media type from ``Accept`` (406 NotAcceptable when none fits)."""
+    accept = request.headers.get("Accept", "")
+    if not accept.strip():
+        return offered[0]
+    best: tuple[float, int, str] | None = None
+    for order, part in enumerate(accept.split(",")):
+        pieces = [p.strip() for p in part.split(";")]
+        mtype = pieces[0].lower()
+        q = 1.0
+        for p in pieces[1:]:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        if q <= 0:
+            continue
+        for candidate in offered:
+            if mtype in (candidate, "*/*") or (mtype.endswith("/*") and candidate.startswith(mtype[:-1])):
+                chosen = candidate if mtype == candidate else offered[0]
+                if mtype == "application/*" and candidate != offered[0]:
+                    chosen = offered[0]
+                key = (q, -order, chosen)
+                if best is None or key[:2] > best[:2]:
+                    best = key
+                break
+    if best is None:
+        raise NotAcceptable(f"None of {', '.join(offered)} is acceptable")
+    return best[2]
+
+
+def context_link(tm: TermMap, core_url: str) -> str:
+    """The value of the ``Link`` header pointing clients at the @context of a response."""
+    ctx = tm.context
+    url = ctx if isinstance(ctx, str) else core_url
+    return f'<{url}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
+
+
+def response_context(tm: TermMap, core_url: str) -> Any:
+    return tm.context if tm.context is not None else core_url
+
+
+def json_response(data: Any, status: int = 200, *, media: str = JSON, tm: TermMap | None = None,
+                  core_url: str = "", headers: dict[str, str] | None = None) -> web.Response:
+    """Serialize with orjson; JSON-LD answers carry @context inline, plain JSON a Link header."""
+    hdrs = dict(headers or {})
+    if tm is not None:
+        if media == JSONLD:
+            ctx = response_context(tm, core_url)
+            if isinstance(data, dict):
+                data = {**data, "@context": ctx}
+            elif isinstance(data, list):
+                data = [{**d, "@context": ctx} if isinstance(d, dict) else d for d in data]
+        else:
+            hdrs["Link"] = context_link(tm, core_url)
+    return web.Response(body=orjson.dumps(data), status=status, content_type=media, headers=hdrs)
+
+
+def bool_param(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return False
+    if raw.lower() in ("true", ""):
+        return True
+    if raw.lower() == "false":
+        return False
+    raise BadRequestData(f"Parameter {name} must be true or false")
+
+
+def options_param(request: web.Request) -> set[str]:
+    """The ``options`` parameter (``keyValues``, ``sysAttrs``, ...) as a set."""
+    out: set[str] = set()
+    for raw in request.query.getall("options", []):
+        out.update(o.strip() for o in raw.split(",") if o.strip())
+    return out

@@ -1,0 +1,21 @@
+"""Typed application state (``web.AppKey``), shared by the factory and the handlers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..jsonld.resolver import ContextResolver
+    from ..services.entities import EntityService
+    from ..services.events import EventBus
+    from ..store.base import Store
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+STORE: web.AppKey[Store] = web.AppKey("store")
+RESOLVER: web.AppKey[ContextResolver] = web.AppKey("resolver")
+BUS: web.AppKey[EventBus] = web.AppKey("bus")
+ENTITIES: web.AppKey[EntityService] = web.AppKey("entities")
+SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")

@@ -1,0 +1,80 @@
+"""The application factory: every route and every service the broker wires, in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from .api import entities as entities_api
+from .api import system as system_api
+from .api.keys import BUS, ENTITIES, RESOLVER, SERVICES, SETTINGS, STORE
+from .api.middleware import problem_middleware
+from .config import Settings
+from .jsonld.resolver import ContextResolver
+from .services.entities import EntityService
+from .services.events import EventBus
+from .store.base import DEFAULT_TENANT, Store
+
+log = logging.getLogger(__name__)
+
+CONTEXTS = "contexts"
+
+
+def make_store(settings: Settings) -> Store:
+    """MongoDB when ``MONGODB_URL`` is set, else the embedded SQLite store."""
+    if settings.mongodb_url:
+        from .store.mongo import MongoStore
+
+        return MongoStore(settings.mongodb_url, settings.mongodb_db)
+    from .store.sqlite import SqliteStore
+
+    return SqliteStore(settings.sqlite_path)
+
+
+class StoreContextPersistence:
+    """Keeps downloaded and hosted @context documents in the store's default tenant."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def save_context(self, entry: dict[str, Any]) -> None:
+        await self.store.put_doc(DEFAULT_TENANT, CONTEXTS, entry["url"], entry)
+
+    async def delete_context(self, url: str) -> None:
+        await self.store.delete_doc(DEFAULT_TENANT, CONTEXTS, url)
+
+    async def load_contexts(self) -> list[dict[str, Any]]:
+        return await self.store.list_docs(DEFAULT_TENANT, CONTEXTS)
+
+
+def create_app(settings: Settings, store: Store | None = None) -> web.Application:
+    """Build the NGSI-LD API application. The store is started and closed with the app."""
+    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    store = store or make_store(settings)
+    bus = EventBus()
+    resolver = ContextResolver(fetch_timeout=settings.context_fetch_timeout,
+                               max_bytes=settings.context_max_bytes, default_core=settings.core_context)
+    if settings.context_preload:
+        resolver.preload(settings.context_preload)
+    app[SETTINGS] = settings
+    app[STORE] = store
+    app[BUS] = bus
+    app[RESOLVER] = resolver
+    app[ENTITIES] = EntityService(store, bus)
+    app[SERVICES] = {}
+
+    system_api.add_routes(app)
+    entities_api.add_routes(app)
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        await store.start()
+        await resolver.start(StoreContextPersistence(store))
+        log.info("store ready", extra={"fields": await store.describe()})
+        yield
+        await resolver.close()
+        await store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,314 @@
+"""Validate request bodies and turn them into the stored form (names expanded to IRIs).
+
+The stored form of an entity::
+
+    {"id": str, "type": [IRI, ...], "scope": [str]?, "createdAt": iso, "modifiedAt": iso,
+     "attrs": {IRI: [instance, ...]}}          # one instance per datasetId
+
+and of an attribute instance: ``{"type": "Property", "value": ..., "datasetId"?, "observedAt"?,
+"unitCode"?, "createdAt", "modifiedAt", "subs"?: {IRI: instance}}`` with ``object``,
+``languageMap``, ``vocab``, ``json``, ``valueList`` or ``objectList`` in place of ``value`` for
+the other attribute types. Values are kept as sent (not JSON-LD expanded), as Orion-LD does;
+``vocab`` values are expanded because they are IRIs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..errors import BadRequestData
+from ..jsonld.termmap import TermMap
+from ..timeutil import normalize_iso
+
+NGSILD_NULL = "urn:ngsi-ld:null"
+
+ATTR_TYPES = {
+    "Property": "value",
+    "Relationship": "object",
+    "GeoProperty": "value",
+    "LanguageProperty": "languageMap",
+    "VocabProperty": "vocab",
+    "VocabularyProperty": "vocab",
+    "JsonProperty": "json",
+    "ListProperty": "valueList",
+    "ListRelationship": "objectList",
+}
+VALUE_MEMBERS = ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList")
+_MEMBER_TO_TYPE = {"value": "Property", "object": "Relationship", "languageMap": "LanguageProperty",
+                   "vocab": "VocabProperty", "json": "JsonProperty", "valueList": "ListProperty",
+                   "objectList": "ListRelationship"}
+# Members of an attribute instance that are not sub-attributes.
+INSTANCE_MEMBERS = frozenset({*VALUE_MEMBERS, "type", "datasetId", "observedAt", "unitCode", "createdAt",
+                              "modifiedAt", "deletedAt", "instanceId", "objectType", "lang",
+                              "previousValue", "previousObject", "previousLanguageMap", "previousVocab",
+                              "previousJson", "previousValueList", "previousObjectList", "@context"})
+ENTITY_MEMBERS = frozenset({"id", "type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt",
+                            "@id", "@type"})
+GEO_TYPES = frozenset({"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
+                       "GeometryCollection"})
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]*$")
+_NAME_FORBIDDEN = re.compile(r"[\s<>\"'=;()\\]")
+_SCOPE = re.compile(r"^/[^\s/#+]*(/[^\s/#+]+)*$")
+
+MAX_DEPTH = 16
+
+
+def is_uri(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 2048 and bool(_URI.match(value))
+
+
+def check_entity_id(value: Any) -> str:
+    if not is_uri(value):
+        raise BadRequestData(f"Entity id must be a URI, got {value!r}")
+    return value
+
+
+def check_name(name: Any, what: str = "attribute") -> str:
+    if not isinstance(name, str) or not name or len(name) > 512 or _NAME_FORBIDDEN.search(name):
+        raise BadRequestData(f"Invalid {what} name {name!r}")
+    return name
+
+
+def expand_types(value: Any, tm: TermMap) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise BadRequestData("Entity type must not be empty")
+    out: list[str] = []
+    for t in items:
+        check_name(t, "entity type")
+        iri = tm.expand(t)
+        if iri not in out:
+            out.append(iri)
+    return out
+
+
+def check_scopes(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    for s in items:
+        if not isinstance(s, str) or not _SCOPE.match(s):
+            raise BadRequestData(f"Invalid scope {s!r}")
+    return list(dict.fromkeys(items))
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    stack = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if d > limit:
+            raise BadRequestData(f"Value nesting deeper than {limit}")
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+
+
+def check_geometry(value: Any) -> None:
+    from shapely.geometry import shape
+
+    if not isinstance(value, dict) or value.get("type") not in GEO_TYPES:
+        raise BadRequestData("GeoProperty value must be a GeoJSON geometry")
+    try:
+        geom = shape(value)
+    except Exception as exc:  # noqa: BLE001 - shapely raises many types for bad input
+        raise BadRequestData(f"Invalid GeoJSON geometry: {exc}") from exc
+    if geom.is_empty:
+        raise BadRequestData("GeoJSON geometry is empty")
+    x0, y0, x1, y1 = geom.bounds
+    if not (-180 <= x0 <= 180 and -180 <= x1 <= 180 and -90 <= y0 <= 90 and -90 <= y1 <= 90):
+        raise BadRequestData("GeoJSON coordinates out of range (longitude, latitude)")
+
+
+def _is_geojson(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("type") in GEO_TYPES and "coordinates" in value
+
+
+def infer_instance(raw: Any, name: str) -> dict[str, Any]:
+    """Concise and simplified input: give an attribute instance its explicit NGSI-LD type."""
+    if isinstance(raw, dict):
+        t = raw.get("type")
+        if isinstance(t, str) and t in ATTR_TYPES:
+            return raw
+        if _is_geojson(raw):
+            return {"type": "GeoProperty", "value": raw}
+        if t is None:
+            for member, attr_type in _MEMBER_TO_TYPE.items():
+                if member in raw:
+                    inst = {"type": attr_type, **raw}
+                    if attr_type == "Property" and _is_geojson(raw["value"]):
+                        inst["type"] = "GeoProperty"
+                    return inst
+            return {"type": "Property", "value": raw}
+        raise BadRequestData(f"Attribute {name}: unknown attribute type {t!r}")
+    return {"type": "Property", "value": raw}
+
+
+class Expander:
+    """Turns request fragments into stored instances with one term map and one timestamp."""
+
+    def __init__(self, tm: TermMap, now: str, *, allow_null: bool = False) -> None:
+        self.tm = tm
+        self.now = now
+        self.allow_null = allow_null
+
+    def attribute(self, name: str, raw: Any) -> tuple[str, list[dict[str, Any]]]:
+        """Expand one attribute (one instance or a list of datasetId instances)."""
+        check_name(name)
+        iri = self.tm.expand(name)
+        if isinstance(raw, list) and raw and all(isinstance(x, dict) and _looks_like_instance(x) for x in raw):
+            instances = [self.instance(name, x) for x in raw]
+            seen: set[str | None] = set()
+            for inst in instances:
+                ds = inst.get("datasetId")
+                if ds in seen:
+                    raise BadRequestData(f"Attribute {name}: duplicate datasetId {ds!r}")
+                seen.add(ds)
+            return iri, instances
+        return iri, [self.instance(name, raw)]
+
+    def instance(self, name: str, raw: Any, depth: int = 0) -> dict[str, Any]:
+        if depth > 4:
+            raise BadRequestData(f"Attribute {name}: sub-attributes nested too deep")
+        if raw is None:
+            raise BadRequestData(f"Attribute {name} must not be null")
+        if raw == NGSILD_NULL and self.allow_null:
+            return {"type": "Property", "value": NGSILD_NULL}
+        raw = infer_instance(raw, name)
+        attr_type = raw["type"]
+        if attr_type == "VocabularyProperty":
+            attr_type = "VocabProperty"
+        member = ATTR_TYPES[attr_type]
+        if member not in raw:
+            raise BadRequestData(f"Attribute {name} of type {attr_type} lacks '{member}'")
+        value = raw[member]
+        inst: dict[str, Any] = {"type": attr_type}
+        inst[member] = self._value(name, attr_type, value)
+        for key, v in raw.items():
+            if key in ("type", member, "createdAt", "modifiedAt", "deletedAt", "instanceId", "@context"):
+                continue
+            if key in VALUE_MEMBERS:
+                raise BadRequestData(f"Attribute {name} of type {attr_type} must not have '{key}'")
+            if key == "datasetId":
+                if not is_uri(v):
+                    raise BadRequestData(f"Attribute {name}: datasetId must be a URI")
+                inst["datasetId"] = v
+            elif key == "observedAt":
+                try:
+                    inst["observedAt"] = normalize_iso(v)
+                except ValueError as exc:
+                    raise BadRequestData(f"Attribute {name}: invalid observedAt {v!r}") from exc
+            elif key == "unitCode":
+                if not isinstance(v, str) or not v:
+                    raise BadRequestData(f"Attribute {name}: unitCode must be a string")
+                inst["unitCode"] = v
+            elif key == "objectType":
+                if attr_type not in ("Relationship", "ListRelationship"):
+                    raise BadRequestData(f"Attribute {name}: objectType only applies to relationships")
+                inst["objectType"] = [self.tm.expand(x) for x in v] if isinstance(v, list) else self.tm.expand(v)
+            elif key == "lang":
+                continue
+            elif key.startswith("previous"):
+                continue
+            else:
+                check_name(key, "sub-attribute")
+                if v is None:
+                    raise BadRequestData(f"Sub-attribute {name}.{key} must not be null")
+                sub_iri = self.tm.expand(key)
+                inst.setdefault("subs", {})[sub_iri] = self.instance(f"{name}.{key}", v, depth + 1)
+        inst["createdAt"] = self.now
+        inst["modifiedAt"] = self.now
+        return inst
+
+    def _value(self, name: str, attr_type: str, value: Any) -> Any:
+        if value is None:
+            raise BadRequestData(f"Attribute {name}: value must not be null")
+        if value == NGSILD_NULL and self.allow_null:
+            return value
+        _depth(value)
+        if attr_type == "Property":
+            if isinstance(value, dict) and ("@value" in value) and value.get("@type") not in (None,) and \
+                    value.get("@type") in ("DateTime", "Date", "Time"):
+                return value
+            return value
+        if attr_type == "GeoProperty":
+            if isinstance(value, str):
+                raise BadRequestData(f"Attribute {name}: GeoProperty value must be a GeoJSON object")
+            check_geometry(value)
+            return value
+        if attr_type == "Relationship":
+            objs = value if isinstance(value, list) else [value]
+            if not objs or not all(is_uri(o) for o in objs):
+                raise BadRequestData(f"Attribute {name}: Relationship object must be a URI")
+            return value
+        if attr_type == "LanguageProperty":
+            if not isinstance(value, dict) or not value:
+                raise BadRequestData(f"Attribute {name}: languageMap must be a non-empty object")
+            for lang, text in value.items():
+                if not isinstance(lang, str) or not (isinstance(text, str) or (
+                        isinstance(text, list) and all(isinstance(t, str) for t in text))):
+                    raise BadRequestData(f"Attribute {name}: languageMap values must be strings")
+            return value
+        if attr_type == "VocabProperty":
+            items = value if isinstance(value, list) else [value]
+            if not items or not all(isinstance(v, str) and v for v in items):
+                raise BadRequestData(f"Attribute {name}: vocab must be a string or array of strings")
+            expanded = [self.tm.expand(v) for v in items]
+            return expanded if isinstance(value, list) else expanded[0]
+        if attr_type == "JsonProperty":
+            return value
+        if attr_type == "ListProperty":
+            if not isinstance(value, list):
+                raise BadRequestData(f"Attribute {name}: valueList must be an array")
+            return value
+        if attr_type == "ListRelationship":
+            if not isinstance(value, list):
+                raise BadRequestData(f"Attribute {name}: objectList must be an array")
+            out = []
+            for item in value:
+                obj = item.get("object") if isinstance(item, dict) else item
+                if not is_uri(obj):
+                    raise BadRequestData(f"Attribute {name}: objectList members must be URIs")
+                out.append(obj)
+            return out
+        raise BadRequestData(f"Attribute {name}: unknown attribute type {attr_type}")
+
+    def attributes(self, body: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        """Every attribute of a fragment (entity members are skipped)."""
+        attrs: dict[str, list[dict[str, Any]]] = {}
+        for key, raw in body.items():
+            if key in ENTITY_MEMBERS:
+                continue
+            iri, instances = self.attribute(key, raw)
+            if iri in attrs:
+                raise BadRequestData(f"Attribute {key} given twice")
+            attrs[iri] = instances
+        return attrs
+
+    def entity(self, body: Any, *, require_id: bool = True) -> dict[str, Any]:
+        """A whole entity for create, replace or upsert."""
+        if not isinstance(body, dict):
+            raise BadRequestData("Entity must be a JSON object")
+        raw_id = body.get("id", body.get("@id"))
+        if raw_id is None and require_id:
+            raise BadRequestData("Entity id is missing")
+        raw_type = body.get("type", body.get("@type"))
+        if raw_type is None:
+            raise BadRequestData("Entity type is missing")
+        entity: dict[str, Any] = {
+            "id": check_entity_id(raw_id) if raw_id is not None else None,
+            "type": expand_types(raw_type, self.tm),
+        }
+        if "scope" in body:
+            entity["scope"] = check_scopes(body["scope"])
+        entity["createdAt"] = self.now
+        entity["modifiedAt"] = self.now
+        entity["attrs"] = self.attributes(body)
+        return entity
+
+
+def _looks_like_instance(x: dict[str, Any]) -> bool:
+    t = x.get("type")
+    if isinstance(t, str) and t in ATTR_TYPES:
+        return True
+    return "datasetId" in x or any(m in x for m in VALUE_MEMBERS)

@@ -1,0 +1,1 @@
+"""The NGSI-LD query languages: one AST, one Python evaluator, one MongoDB compiler."""

@@ -1,0 +1,98 @@
+"""The one async store interface both backends implement (and one contract test suite checks).
+
+Entities are handled in their stored form (expanded IRIs, see ``broker/entities/``); each carries
+a version ``_v`` that the store maintains so read-modify-write updates are optimistic and safe
+when several broker processes share one database.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..query.model import EntityQuery
+
+DEFAULT_TENANT = ""
+
+Doc = dict[str, Any]
+
+
+class Store(ABC):
+    """Entities plus keyed document collections (subscriptions, registrations, devices, ...)."""
+
+    backend: str = "abstract"
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect, create indexes, load what must be in memory."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections and files."""
+
+    @abstractmethod
+    async def describe(self) -> dict[str, Any]:
+        """Backend name and version, for /version and the test output."""
+
+    @abstractmethod
+    async def ping(self) -> bool: ...
+
+    # ---------------------------------------------------------------- tenants
+    @abstractmethod
+    async def tenant_exists(self, tenant: str) -> bool: ...
+
+    @abstractmethod
+    async def tenants(self) -> list[str]: ...
+
+    @abstractmethod
+    async def drop_tenant(self, tenant: str) -> None:
+        """Delete everything of one tenant (used by tests and administration)."""
+
+    # ---------------------------------------------------------------- entities
+    @abstractmethod
+    async def create_entity(self, tenant: str, entity: Doc) -> None:
+        """Insert a new entity; raise ``AlreadyExists`` when the id is taken. Sets ``_v`` to 1."""
+
+    @abstractmethod
+    async def get_entity(self, tenant: str, entity_id: str) -> Doc | None: ...
+
+    @abstractmethod
+    async def get_entities(self, tenant: str, ids: list[str]) -> dict[str, Doc]:
+        """Fetch several entities at once (batch operations); missing ids are absent from the result."""
+
+    @abstractmethod
+    async def replace_entity(self, tenant: str, entity: Doc, expected_version: int) -> bool:
+        """Write ``entity`` if the stored version is ``expected_version``; False on a concurrent change."""
+
+    @abstractmethod
+    async def delete_entity(self, tenant: str, entity_id: str) -> Doc | None:
+        """Delete and return the entity, or None when it did not exist."""
+
+    @abstractmethod
+    async def query_entities(self, tenant: str, query: EntityQuery) -> tuple[list[Doc], int | None]:
+        """Entities matching ``query`` in a stable order (creation time, then id), paged by
+        ``offset``/``limit``; the total count when ``query.count`` is set."""
+
+    @abstractmethod
+    def scan_entities(self, tenant: str, query: EntityQuery | None = None) -> AsyncIterator[Doc]:
+        """Every matching entity, unpaged (discovery endpoints, purge)."""
+
+    # ---------------------------------------------------------------- keyed documents
+    @abstractmethod
+    async def insert_doc(self, tenant: str, collection: str, key: str, doc: Doc) -> None:
+        """Insert; raise ``AlreadyExists`` when the key is taken."""
+
+    @abstractmethod
+    async def put_doc(self, tenant: str, collection: str, key: str, doc: Doc) -> None:
+        """Insert or replace."""
+
+    @abstractmethod
+    async def get_doc(self, tenant: str, collection: str, key: str) -> Doc | None: ...
+
+    @abstractmethod
+    async def delete_doc(self, tenant: str, collection: str, key: str) -> bool: ...
+
+    @abstractmethod
+    async def list_docs(self, tenant: str, collection: str) -> list[Doc]:
+        """All documents of a collection, in key order."""

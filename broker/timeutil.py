@@ -1,0 +1,43 @@
+"""Timestamps as the broker stores them: ISO 8601, UTC, millisecond precision, ``Z`` suffix.
+
+One fixed format keeps stored timestamps comparable as plain strings in both stores.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+_ISO = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+def now_iso() -> str:
+    return format_iso(datetime.now(UTC))
+
+
+def format_iso(dt: datetime) -> str:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse an NGSI-LD DateTime; raise ValueError when it is not one."""
+    if not isinstance(text, str) or not _ISO.match(text):
+        raise ValueError(f"not an ISO 8601 date-time: {text!r}")
+    t = text
+    if t.endswith("Z"):
+        t = t[:-1] + "+00:00"
+    frac = re.search(r"\.(\d+)", t)
+    if frac and len(frac.group(1)) > 6:  # Python parses at most microseconds
+        t = t.replace(frac.group(0), "." + frac.group(1)[:6])
+    dt = datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt
+
+
+def normalize_iso(text: str) -> str:
+    """Canonical stored form of a client-supplied date-time (raises ValueError if invalid)."""
+    return format_iso(parse_iso(text))
