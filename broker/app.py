@@ -7,7 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
+from .api import batch as batch_api
+from .api import contexts as contexts_api
+from .api import discovery as discovery_api
 from .api import entities as entities_api
+from .api import query as query_api
+from .api import subscriptions as subscriptions_api
 from .api import system as system_api
 from .api.keys import BUS, ENTITIES, RESOLVER, SERVICES, SETTINGS, STORE
 from .api.middleware import problem_middleware
@@ -66,7 +71,12 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[SERVICES] = {}
 
     system_api.add_routes(app)
+    query_api.add_routes(app)  # before entities: GET /entities is a query
     entities_api.add_routes(app)
+    batch_api.add_routes(app)
+    discovery_api.add_routes(app)
+    contexts_api.add_routes(app)
+    subscriptions_api.add_routes(app)
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         await store.start()

@@ -1,0 +1,9 @@
+"""/ngsi-ld/v1/subscriptions: create, list, retrieve, update and delete subscriptions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def add_routes(app: web.Application) -> None:
+    """Register this module's routes (filled in as the resource is implemented)."""
