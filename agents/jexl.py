@@ -691,6 +691,9 @@ def _parsefloat(val: Any) -> int | float | None:
     return _norm(float(m.group(1)))
 
 
+js_parse_int = _parseint
+js_parse_float = _parsefloat
+
 _ISO_DATE_RE = re.compile(
     r"^(?P<y>[+-]\d{6}|\d{4})(?:-(?P<mo>\d{2})(?:-(?P<d>\d{2}))?)?"
     r"(?:[T ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d+))?)?"
