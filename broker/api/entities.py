@@ -1,22 +1,56 @@
-"""/ngsi-ld/v1/entities: create, retrieve and delete entities."""
+"""/ngsi-ld/v1/entities/{id}: create, retrieve, replace, merge and delete entities, and the
+attribute operations under ``/attrs`` (ETSI GS CIM 009 clauses 5.6 and 5.7.1)."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
-from ..entities.expand import Expander, check_entity_id
+from ..entities.expand import ENTITY_MEMBERS, Expander, check_entity_id, check_name, is_null, is_uri
 from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, Renderer, RenderOptions
-from ..errors import BadRequestData
+from ..errors import BadRequestData, ResourceNotFound
+from ..jsonld.termmap import TermMap
+from ..services.entities import UpdateResult
 from ..timeutil import now_iso
-from .http import JSON, JSONLD, json_response, negotiate, options_param, read_body, tenant_of, term_map
+from .http import (
+    JSON,
+    JSONLD,
+    MERGE_PATCH,
+    bool_param,
+    json_response,
+    negotiate,
+    options_param,
+    read_body,
+    tenant_of,
+    term_map,
+)
 from .keys import ENTITIES, SETTINGS
 
 BASE = "/ngsi-ld/v1"
+ENTITY = BASE + "/entities/{entityId}"
+ATTRS = ENTITY + "/attrs"
+ATTR = ATTRS + "/{attrId}"
+
+RETRIEVE_OPTIONS = frozenset({"keyValues", "simplified", "concise", "normalized", "sysAttrs"})
+_SPECIAL = {"id", "type", "scope"}
 
 
-def render_options(request: web.Request, tm) -> RenderOptions:  # type: ignore[no-untyped-def]
+def _names(raw: str | None) -> list[str] | None:
+    if raw is None:
+        return None
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    if not names:
+        raise BadRequestData("An empty attribute list is not allowed")
+    for n in names:
+        check_name(n)
+    return names
+
+
+def render_options(request: web.Request, tm: TermMap) -> RenderOptions:
+    """Representation asked for by ``options``, ``format``, ``attrs``, ``pick``, ``omit``, ``lang``
+    and ``datasetId`` (the ``format`` parameter wins over ``options``)."""
     opts = options_param(request)
     fmt = NORMALIZED
     if "keyValues" in opts or "simplified" in opts:
@@ -31,13 +65,72 @@ def render_options(request: web.Request, tm) -> RenderOptions:  # type: ignore[n
             fmt = fmt_param
         else:
             raise BadRequestData(f"Unknown format {fmt_param!r}")
-    attrs = None
-    raw_attrs = request.query.get("attrs")
-    if raw_attrs:
-        attrs = frozenset(tm.expand(a) for a in raw_attrs.split(",") if a)
-    return RenderOptions(format=fmt, sys_attrs="sysAttrs" in opts, attrs=attrs, lang=request.query.get("lang"))
+    attrs = _names(request.query.get("attrs"))
+    pick = _names(request.query.get("pick"))
+    omit = _names(request.query.get("omit"))
+    if pick is not None and omit is not None:
+        raise BadRequestData("pick and omit cannot be used together")
+    ro = RenderOptions(format=fmt, sys_attrs="sysAttrs" in opts, lang=request.query.get("lang"))
+    keep: set[str] | None = None
+    if attrs is not None:
+        keep = {tm.expand(a) for a in attrs}
+    if pick is not None:
+        ro.pick_id, ro.pick_type, ro.pick_scope = "id" in pick, "type" in pick, "scope" in pick
+        keep = (keep or set()) | {tm.expand(a) for a in pick if a not in _SPECIAL}
+    if omit is not None:
+        ro.pick_id, ro.pick_type, ro.pick_scope = "id" not in omit, "type" not in omit, "scope" not in omit
+        ro.omit = frozenset(tm.expand(a) for a in omit if a not in _SPECIAL)
+    ro.attrs = frozenset(keep) if keep is not None else None
+    raw_ds = request.query.get("datasetId")
+    if raw_ds is not None:
+        ds = [d.strip() for d in raw_ds.split(",") if d.strip()]
+        if not ds or not all(d == "@none" or is_uri(d) for d in ds):
+            raise BadRequestData(f"Invalid datasetId {raw_ds!r}")
+        ro.dataset_id = frozenset(ds)
+    return ro
 
 
+def _check_options(request: web.Request, allowed: frozenset[str]) -> set[str]:
+    opts = options_param(request)
+    unknown = opts - allowed
+    if unknown:
+        raise BadRequestData(f"Unknown options value {sorted(unknown)[0]!r}")
+    return opts
+
+
+def _entity_id(request: web.Request) -> str:
+    return check_entity_id(request.match_info["entityId"])
+
+
+def _attr_name(request: web.Request) -> str:
+    return check_name(request.match_info["attrId"])
+
+
+def _names_of(body: dict[str, Any], tm: TermMap) -> dict[str, str]:
+    """IRI → the name the client used, for answers that list attribute names."""
+    return {tm.expand(k): k for k in body if k not in ENTITY_MEMBERS}
+
+
+def _check_body_id(frag: dict[str, Any], entity_id: str) -> None:
+    if frag.get("id") is not None and frag["id"] != entity_id:
+        raise BadRequestData(f"Entity id in the body ({frag['id']}) differs from the URL ({entity_id})")
+
+
+def _require_content(frag: dict[str, Any]) -> None:
+    if not frag.get("attrs") and "type" not in frag and "scope" not in frag:
+        raise BadRequestData("The request carries no attributes")
+
+
+def _update_answer(result: UpdateResult) -> web.Response:
+    """204 when everything was updated, else 207 with an UpdateResult (clause 5.2.18)."""
+    if not result.not_updated:
+        return web.Response(status=204)
+    body = {"updated": result.updated,
+            "notUpdated": [{"attributeName": n, "reason": r} for n, r in result.not_updated]}
+    return json_response(body, status=207)
+
+
+# ---------------------------------------------------------------- entities
 async def create_entity(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
     body, context = await read_body(request)
@@ -50,22 +143,158 @@ async def create_entity(request: web.Request) -> web.Response:
 async def retrieve_entity(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
     media = negotiate(request, (JSON, JSONLD))
-    entity_id = check_entity_id(request.match_info["entityId"])
+    entity_id = _entity_id(request)
+    _check_options(request, RETRIEVE_OPTIONS)
     tm = await term_map(request)
+    ro = render_options(request, tm)
     entity = await request.app[ENTITIES].get(tenant, entity_id)
-    body = Renderer(tm, render_options(request, tm)).entity(entity)
+    body = Renderer(tm, ro).entity(entity)
     return json_response(body, media=media, tm=tm, core_url=request.app[SETTINGS].core_context)
 
 
 async def delete_entity(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
-    entity_id = check_entity_id(request.match_info["entityId"])
+    entity_id = _entity_id(request)
     await request.app[ENTITIES].delete(tenant, entity_id)
     return web.Response(status=204)
 
 
+async def replace_entity(request: web.Request) -> web.Response:
+    """PUT: everything but id and createdAt is replaced (5.6.18)."""
+    tenant = tenant_of(request)
+    entity_id = _entity_id(request)
+    body, context = await read_body(request)
+    tm = await term_map(request, context, from_link=False)
+    new = Expander(tm, now_iso()).entity(body, require_id=False, require_type=False)
+    _check_body_id(new, entity_id)
+    await request.app[ENTITIES].replace(tenant, entity_id, new)
+    return web.Response(status=204)
+
+
+async def merge_entity(request: web.Request) -> web.Response:
+    """PATCH: merge-patch (5.6.17); ``urn:ngsi-ld:null`` deletes attributes and sub-attributes."""
+    tenant = tenant_of(request)
+    entity_id = _entity_id(request)
+    body, context = await read_body(request, (JSON, JSONLD, MERGE_PATCH))
+    tm = await term_map(request, context, from_link=False)
+    frag = Expander(tm, now_iso(), allow_null=True, partial=True).fragment(body)
+    _check_body_id(frag, entity_id)
+    _require_content(frag)
+    await request.app[ENTITIES].merge(tenant, entity_id, frag, names=_names_of(body, tm))
+    return web.Response(status=204)
+
+
+# ---------------------------------------------------------------- attributes
+async def append_attrs(request: web.Request) -> web.Response:
+    """POST /attrs (5.6.3): add or overwrite; with ``noOverwrite`` existing ones are kept."""
+    tenant = tenant_of(request)
+    entity_id = _entity_id(request)
+    opts = _check_options(request, frozenset({"noOverwrite"}))
+    body, context = await read_body(request)
+    tm = await term_map(request, context, from_link=False)
+    frag = Expander(tm, now_iso()).fragment(body)
+    _check_body_id(frag, entity_id)
+    _require_content(frag)
+    result = await request.app[ENTITIES].append(tenant, entity_id, frag, no_overwrite="noOverwrite" in opts,
+                                                names=_names_of(body, tm))
+    return _update_answer(result)
+
+
+async def update_attrs(request: web.Request) -> web.Response:
+    """PATCH /attrs (5.6.2): only existing attributes are updated; the rest are reported."""
+    tenant = tenant_of(request)
+    entity_id = _entity_id(request)
+    body, context = await read_body(request)
+    tm = await term_map(request, context, from_link=False)
+    frag = Expander(tm, now_iso(), allow_null=True).fragment(body)
+    _check_body_id(frag, entity_id)
+    if not frag["attrs"]:
+        raise BadRequestData("The request carries no attributes")
+    result = await request.app[ENTITIES].update_attrs(tenant, entity_id, frag, names=_names_of(body, tm))
+    return _update_answer(result)
+
+
+async def retrieve_attr(request: web.Request) -> web.Response:
+    """GET /attrs/{attrId} (v1.9 clause 5.7.?): one attribute, rendered like in the entity."""
+    tenant = tenant_of(request)
+    media = negotiate(request, (JSON, JSONLD))
+    entity_id = _entity_id(request)
+    name = _attr_name(request)
+    _check_options(request, RETRIEVE_OPTIONS)
+    tm = await term_map(request)
+    ro = render_options(request, tm)
+    entity = await request.app[ENTITIES].get(tenant, entity_id)
+    instances = entity.get("attrs", {}).get(tm.expand(name))
+    rendered = Renderer(tm, ro).attribute(instances) if instances else None
+    if rendered is None:
+        raise ResourceNotFound(f"Entity {entity_id} has no attribute {name}")
+    return json_response(rendered, media=media, tm=tm, core_url=request.app[SETTINGS].core_context)
+
+
+async def _attr_body(request: web.Request) -> tuple[dict[str, Any], TermMap]:
+    body, context = await read_body(request, (JSON, JSONLD, MERGE_PATCH))
+    if not isinstance(body, dict):
+        raise BadRequestData("The attribute must be a JSON object")
+    tm = await term_map(request, context, from_link=False)
+    return {k: v for k, v in body.items() if k != "@context"}, tm
+
+
+async def partial_update_attr(request: web.Request) -> web.Response:
+    """PATCH /attrs/{attrId} (5.6.4): merge into one instance, unspecified members are kept."""
+    tenant = tenant_of(request)
+    entity_id = _entity_id(request)
+    name = _attr_name(request)
+    body, tm = await _attr_body(request)
+    if not body:
+        raise BadRequestData("The attribute fragment is empty")
+    frag = Expander(tm, now_iso(), allow_null=True, partial=True).instance(name, body)
+    service = request.app[ENTITIES]
+    iri = tm.expand(name)
+    if is_null(frag):
+        await service.delete_attr(tenant, entity_id, iri, name=name, dataset_id=frag.get("datasetId"))
+    else:
+        await service.update_attr(tenant, entity_id, iri, frag, name=name)
+    return web.Response(status=204)
+
+
+async def replace_attr(request: web.Request) -> web.Response:
+    """PUT /attrs/{attrId} (5.6.19): the instance with the body's datasetId is replaced."""
+    tenant = tenant_of(request)
+    entity_id = _entity_id(request)
+    name = _attr_name(request)
+    body, tm = await _attr_body(request)
+    inst = Expander(tm, now_iso()).instance(name, body)
+    await request.app[ENTITIES].replace_attr(tenant, entity_id, tm.expand(name), inst, name=name)
+    return web.Response(status=204)
+
+
+async def delete_attr(request: web.Request) -> web.Response:
+    """DELETE /attrs/{attrId} (5.6.5): the default instance, one ``datasetId`` or ``deleteAll``."""
+    tenant = tenant_of(request)
+    entity_id = _entity_id(request)
+    name = _attr_name(request)
+    delete_all = bool_param(request, "deleteAll")
+    dataset_id = request.query.get("datasetId")
+    if dataset_id is not None and not is_uri(dataset_id):
+        raise BadRequestData(f"Invalid datasetId {dataset_id!r}")
+    tm = await term_map(request)
+    await request.app[ENTITIES].delete_attr(tenant, entity_id, tm.expand(name), name=name,
+                                            dataset_id=dataset_id, delete_all=delete_all)
+    return web.Response(status=204)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post(f"{BASE}/entities", create_entity)
-    app.router.add_post(f"{BASE}/entities/", create_entity)
-    app.router.add_get(f"{BASE}/entities/{{entityId}}", retrieve_entity)
-    app.router.add_delete(f"{BASE}/entities/{{entityId}}", delete_entity)
+    r = app.router
+    r.add_post(f"{BASE}/entities", create_entity)
+    r.add_post(f"{BASE}/entities/", create_entity)
+    r.add_get(ENTITY, retrieve_entity)
+    r.add_delete(ENTITY, delete_entity)
+    r.add_put(ENTITY, replace_entity)
+    r.add_patch(ENTITY, merge_entity)
+    for path in (ATTRS, ATTRS + "/"):
+        r.add_post(path, append_attrs)
+        r.add_patch(path, update_attrs)
+    r.add_get(ATTR, retrieve_attr)
+    r.add_patch(ATTR, partial_update_attr)
+    r.add_put(ATTR, replace_attr)
+    r.add_delete(ATTR, delete_attr)

@@ -124,8 +124,25 @@ def _is_geojson(value: Any) -> bool:
     return isinstance(value, dict) and value.get("type") in GEO_TYPES and "coordinates" in value
 
 
-def infer_instance(raw: Any, name: str) -> dict[str, Any]:
-    """Concise and simplified input: give an attribute instance its explicit NGSI-LD type."""
+_FRAGMENT_MEMBERS = frozenset({"datasetId", "observedAt", "unitCode", "objectType"})
+
+
+def _is_fragment(raw: dict[str, Any]) -> bool:
+    """A typeless, valueless object in a merge or partial update: metadata or sub-attributes only."""
+    for key, v in raw.items():
+        if key in _FRAGMENT_MEMBERS or v == NGSILD_NULL:
+            return True
+        if isinstance(v, dict) and (v.get("type") in ATTR_TYPES or any(m in v for m in VALUE_MEMBERS)):
+            return True
+    return False
+
+
+def infer_instance(raw: Any, name: str, *, partial: bool = False) -> dict[str, Any]:
+    """Concise and simplified input: give an attribute instance its explicit NGSI-LD type.
+
+    With ``partial`` (merge, partial attribute update) an object carrying only metadata or
+    sub-attributes stays typeless, so the stored attribute keeps its type and value.
+    """
     if isinstance(raw, dict):
         t = raw.get("type")
         if isinstance(t, str) and t in ATTR_TYPES:
@@ -139,18 +156,33 @@ def infer_instance(raw: Any, name: str) -> dict[str, Any]:
                     if attr_type == "Property" and _is_geojson(raw["value"]):
                         inst["type"] = "GeoProperty"
                     return inst
+            if partial and _is_fragment(raw):
+                return raw
             return {"type": "Property", "value": raw}
         raise BadRequestData(f"Attribute {name}: unknown attribute type {t!r}")
     return {"type": "Property", "value": raw}
 
 
+def is_null(inst: dict[str, Any]) -> bool:
+    """True when a fragment instance asks for deletion (``urn:ngsi-ld:null`` as its value)."""
+    for member in VALUE_MEMBERS:
+        if member in inst:
+            v = inst[member]
+            if v == NGSILD_NULL or v == [NGSILD_NULL]:
+                return True
+            return member == "languageMap" and isinstance(v, dict) and v.get("@none") == NGSILD_NULL
+    return False
+
+
 class Expander:
     """Turns request fragments into stored instances with one term map and one timestamp."""
 
-    def __init__(self, tm: TermMap, now: str, *, allow_null: bool = False) -> None:
+    def __init__(self, tm: TermMap, now: str, *, allow_null: bool = False, partial: bool = False) -> None:
         self.tm = tm
         self.now = now
+        # merge-patch: ``urn:ngsi-ld:null`` marks deletions; partial: members may be missing
         self.allow_null = allow_null
+        self.partial = partial
 
     def attribute(self, name: str, raw: Any) -> tuple[str, list[dict[str, Any]]]:
         """Expand one attribute (one instance or a list of datasetId instances)."""
@@ -172,23 +204,28 @@ class Expander:
             raise BadRequestData(f"Attribute {name}: sub-attributes nested too deep")
         if raw is None:
             raise BadRequestData(f"Attribute {name} must not be null")
-        if raw == NGSILD_NULL and self.allow_null:
+        if raw == NGSILD_NULL:
+            if not self.allow_null:
+                raise BadRequestData(f"Attribute {name}: urn:ngsi-ld:null is only allowed in merge and update")
             return {"type": "Property", "value": NGSILD_NULL}
-        raw = infer_instance(raw, name)
-        attr_type = raw["type"]
-        if attr_type == "VocabularyProperty":
-            attr_type = "VocabProperty"
-        member = ATTR_TYPES[attr_type]
-        if member not in raw:
-            raise BadRequestData(f"Attribute {name} of type {attr_type} lacks '{member}'")
-        value = raw[member]
-        inst: dict[str, Any] = {"type": attr_type}
-        inst[member] = self._value(name, attr_type, value)
+        raw = infer_instance(raw, name, partial=self.partial)
+        attr_type = raw.get("type")
+        inst: dict[str, Any] = {}
+        member: str | None = None
+        if attr_type is not None:
+            if attr_type == "VocabularyProperty":
+                attr_type = "VocabProperty"
+            member = ATTR_TYPES[attr_type]
+            inst["type"] = attr_type
+            if member in raw:
+                inst[member] = self._value(name, attr_type, raw[member])
+            elif not self.partial:
+                raise BadRequestData(f"Attribute {name} of type {attr_type} lacks '{member}'")
         for key, v in raw.items():
             if key in ("type", member, "createdAt", "modifiedAt", "deletedAt", "instanceId", "@context"):
                 continue
             if key in VALUE_MEMBERS:
-                raise BadRequestData(f"Attribute {name} of type {attr_type} must not have '{key}'")
+                raise BadRequestData(f"Attribute {name} of type {attr_type or 'Property'} must not have '{key}'")
             if key == "datasetId":
                 if not is_uri(v):
                     raise BadRequestData(f"Attribute {name}: datasetId must be a URI")
@@ -203,7 +240,7 @@ class Expander:
                     raise BadRequestData(f"Attribute {name}: unitCode must be a string")
                 inst["unitCode"] = v
             elif key == "objectType":
-                if attr_type not in ("Relationship", "ListRelationship"):
+                if attr_type is not None and attr_type not in ("Relationship", "ListRelationship"):
                     raise BadRequestData(f"Attribute {name}: objectType only applies to relationships")
                 inst["objectType"] = [self.tm.expand(x) for x in v] if isinstance(v, list) else self.tm.expand(v)
             elif key == "lang":
@@ -215,7 +252,10 @@ class Expander:
                 if v is None:
                     raise BadRequestData(f"Sub-attribute {name}.{key} must not be null")
                 sub_iri = self.tm.expand(key)
-                inst.setdefault("subs", {})[sub_iri] = self.instance(f"{name}.{key}", v, depth + 1)
+                subs = inst.setdefault("subs", {})
+                if sub_iri in subs:
+                    raise BadRequestData(f"Sub-attribute {name}.{key} given twice")
+                subs[sub_iri] = self.instance(f"{name}.{key}", v, depth + 1)
         inst["createdAt"] = self.now
         inst["modifiedAt"] = self.now
         return inst
@@ -223,13 +263,13 @@ class Expander:
     def _value(self, name: str, attr_type: str, value: Any) -> Any:
         if value is None:
             raise BadRequestData(f"Attribute {name}: value must not be null")
-        if value == NGSILD_NULL and self.allow_null:
+        if value == NGSILD_NULL or value == [NGSILD_NULL] or (
+                isinstance(value, dict) and value.get("@none") == NGSILD_NULL):
+            if not self.allow_null:
+                raise BadRequestData(f"Attribute {name}: urn:ngsi-ld:null is only allowed in merge and update")
             return value
         _depth(value)
         if attr_type == "Property":
-            if isinstance(value, dict) and ("@value" in value) and value.get("@type") not in (None,) and \
-                    value.get("@type") in ("DateTime", "Date", "Time"):
-                return value
             return value
         if attr_type == "GeoProperty":
             if isinstance(value, str):
@@ -285,19 +325,19 @@ class Expander:
             attrs[iri] = instances
         return attrs
 
-    def entity(self, body: Any, *, require_id: bool = True) -> dict[str, Any]:
-        """A whole entity for create, replace or upsert."""
+    def entity(self, body: Any, *, require_id: bool = True, require_type: bool = True) -> dict[str, Any]:
+        """A whole entity for create, replace or upsert (``type`` is [] when optional and absent)."""
         if not isinstance(body, dict):
             raise BadRequestData("Entity must be a JSON object")
         raw_id = body.get("id", body.get("@id"))
         if raw_id is None and require_id:
             raise BadRequestData("Entity id is missing")
         raw_type = body.get("type", body.get("@type"))
-        if raw_type is None:
+        if raw_type is None and require_type:
             raise BadRequestData("Entity type is missing")
         entity: dict[str, Any] = {
             "id": check_entity_id(raw_id) if raw_id is not None else None,
-            "type": expand_types(raw_type, self.tm),
+            "type": expand_types(raw_type, self.tm) if raw_type is not None else [],
         }
         if "scope" in body:
             entity["scope"] = check_scopes(body["scope"])
@@ -306,6 +346,29 @@ class Expander:
         entity["attrs"] = self.attributes(body)
         return entity
 
+
+    def fragment(self, body: Any) -> dict[str, Any]:
+        """An entity fragment (append, update, merge): optional id, type and scope, and attributes.
+
+        ``scope`` is None when the fragment deletes it (``urn:ngsi-ld:null`` in a merge).
+        """
+        if not isinstance(body, dict):
+            raise BadRequestData("Entity fragment must be a JSON object")
+        out: dict[str, Any] = {}
+        raw_id = body.get("id", body.get("@id"))
+        if raw_id is not None:
+            out["id"] = check_entity_id(raw_id)
+        raw_type = body.get("type", body.get("@type"))
+        if raw_type is not None:
+            out["type"] = expand_types(raw_type, self.tm)
+        if "scope" in body:
+            scope = body["scope"]
+            if scope == NGSILD_NULL and self.allow_null:
+                out["scope"] = None
+            else:
+                out["scope"] = check_scopes(scope)
+        out["attrs"] = self.attributes(body)
+        return out
 
 def _looks_like_instance(x: dict[str, Any]) -> bool:
     t = x.get("type")

@@ -22,19 +22,34 @@ class RenderOptions:
     omit: frozenset[str] | None = None       # attribute IRIs to drop (``omit``)
     pick_id: bool = True
     pick_type: bool = True
+    pick_scope: bool = True
     lang: str | None = None
     dataset_id: frozenset[str] | None = None  # keep only these datasetIds ("@none" = default)
 
 
+def _lang_prefs(lang: str) -> list[str]:
+    """Language tags of a ``lang`` parameter (Accept-Language syntax), best first."""
+    prefs: list[tuple[float, int, str]] = []
+    for order, part in enumerate(lang.split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        if tag.strip() and q > 0:
+            prefs.append((-q, order, tag.strip()))
+    return [t for _, _, t in sorted(prefs)]
+
+
 def _select_lang(lang_map: dict[str, Any], lang: str) -> tuple[Any, str] | None:
-    if lang == "*":
-        return None
-    wanted = [p.split(";")[0].strip() for p in lang.split(",") if p.strip()]
-    for w in wanted:
-        if w in lang_map:
-            return lang_map[w], w
+    """The (text, tag) a ``lang`` filter picks: the best listed tag, else ``@none``, else any."""
+    for w in _lang_prefs(lang):
         if w == "*":
             break
+        if w in lang_map:
+            return lang_map[w], w
     if "@none" in lang_map:
         return lang_map["@none"], "@none"
     first = next(iter(lang_map.items()), None)
@@ -56,7 +71,7 @@ class Renderer:
         if opts.pick_type:
             types = [self.tm.compact(t) for t in entity["type"]]
             out["type"] = types[0] if len(types) == 1 else types
-        if "scope" in entity and opts.format != SIMPLIFIED:
+        if entity.get("scope") and opts.pick_scope:
             scope = entity["scope"]
             out["scope"] = scope[0] if len(scope) == 1 else scope
         for iri, instances in entity.get("attrs", {}).items():
@@ -64,19 +79,24 @@ class Renderer:
                 continue
             if opts.omit is not None and iri in opts.omit:
                 continue
-            if opts.dataset_id is not None:
-                instances = [i for i in instances if i.get("datasetId", "@none") in opts.dataset_id]
-                if not instances:
-                    continue
-            name = self.tm.compact(iri)
-            rendered = [self.instance(i) for i in instances]
-            out[name] = rendered[0] if len(rendered) == 1 else rendered
+            rendered = self.attribute(instances)
+            if rendered is not None:
+                out[self.tm.compact(iri)] = rendered
         if opts.sys_attrs and opts.format != SIMPLIFIED:
             if "createdAt" in entity:
                 out["createdAt"] = entity["createdAt"]
             if "modifiedAt" in entity:
                 out["modifiedAt"] = entity["modifiedAt"]
         return out
+
+    def attribute(self, instances: list[dict[str, Any]]) -> Any:
+        """One attribute: a single instance, or a list of its datasetId instances (None: all filtered)."""
+        if self.opts.dataset_id is not None:
+            instances = [i for i in instances if i.get("datasetId", "@none") in self.opts.dataset_id]
+            if not instances:
+                return None
+        rendered = [self.instance(i) for i in instances]
+        return rendered[0] if len(rendered) == 1 else rendered
 
     def instance(self, inst: dict[str, Any]) -> Any:
         fmt = self.opts.format
@@ -89,16 +109,12 @@ class Renderer:
         if attr_type == "LanguageProperty" and self.opts.lang:
             lang_pick = _select_lang(value, self.opts.lang)
         if fmt == SIMPLIFIED:
+            # Types other than Property/GeoProperty/Relationship keep their member name (4.5.4),
+            # so the simplified form stays unambiguous.
             if lang_pick is not None:
                 return lang_pick[0]
-            if attr_type == "LanguageProperty":
-                return {"languageMap": value}
-            if attr_type == "VocabProperty":
-                return {"vocab": value}
-            if attr_type == "JsonProperty":
-                return {"json": value}
-            if attr_type == "ListProperty":
-                return value
+            if member in ("languageMap", "vocab", "json", "valueList", "objectList"):
+                return {member: value}
             return value
         out: dict[str, Any] = {}
         if lang_pick is not None:

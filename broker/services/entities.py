@@ -1,17 +1,21 @@
 """Entity operations: the single write path every change (API, batch, agents) goes through.
 
 Each write validates, stores with an optimistic version check (retried on conflict) and emits
-one ``ChangeEvent`` per entity, awaited before the caller answers.
+one ``ChangeEvent`` per entity, awaited before the caller answers. The attribute operations of
+clause 5.6 are expressed as mutations of the stored form (see ``broker/entities/expand.py``), so
+every one of them runs through ``modify`` and its retries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from ..errors import Conflict, NonexistentTenant, ResourceNotFound
+from ..entities.expand import VALUE_MEMBERS, is_null
+from ..errors import BadRequestData, Conflict, NonexistentTenant, ResourceNotFound
 from ..query.model import EntityQuery
 from ..store.base import DEFAULT_TENANT, Store
 from ..timeutil import now_iso
@@ -20,11 +24,281 @@ from .events import ChangeEvent, EventBus, diff_attrs
 MAX_RETRIES = 16
 
 Mutation = Callable[[dict[str, Any], str], set[str] | None]
-
+Instance = dict[str, Any]
+Attrs = dict[str, list[Instance]]
 
 def clone(entity: dict[str, Any]) -> dict[str, Any]:
     """A private deep copy (stores may hand out shared objects); orjson is the fastest deep copy."""
     return orjson.loads(orjson.dumps(entity))
+
+
+@dataclass(slots=True)
+class UpdateResult:
+    """Outcome of append/update of attributes: what changed and what was left alone (and why)."""
+
+    updated: list[str] = field(default_factory=list)
+    not_updated: list[tuple[str, str]] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.updated.clear()
+        self.not_updated.clear()
+
+
+# ---------------------------------------------------------------- stored-form helpers
+def _find(instances: list[Instance], dataset_id: str | None) -> int:
+    for i, inst in enumerate(instances):
+        if inst.get("datasetId") == dataset_id:
+            return i
+    return -1
+
+
+def stamp(inst: Instance, now: str, old: Instance | None = None) -> Instance:
+    """Set system timestamps: ``createdAt`` survives from ``old`` (recursively for sub-attributes)."""
+    inst["createdAt"] = old.get("createdAt", now) if old else now
+    inst["modifiedAt"] = now
+    old_subs = (old or {}).get("subs", {})
+    for iri, sub in inst.get("subs", {}).items():
+        stamp(sub, now, old_subs.get(iri))
+    return inst
+
+
+def merge_instance(old: Instance, frag: Instance, now: str, name: str) -> Instance:
+    """Merge-patch one attribute instance: given members win, sub-attributes merge recursively,
+    ``urn:ngsi-ld:null`` sub-attributes are removed; a different attribute type replaces it."""
+    if "type" in frag and frag["type"] != old["type"]:
+        if not any(m in frag for m in VALUE_MEMBERS):
+            raise BadRequestData(f"Attribute {name}: changing the type to {frag['type']} needs a value")
+        return stamp(_drop_nulls(frag, name), now, old)
+    new = {k: v for k, v in old.items() if k != "subs"}
+    for key, v in frag.items():
+        if key in ("subs", "createdAt", "modifiedAt", "type"):
+            continue
+        new[key] = v
+    subs = dict(old.get("subs", {}))
+    for iri, sub in frag.get("subs", {}).items():
+        if is_null(sub):
+            subs.pop(iri, None)
+        elif iri in subs:
+            subs[iri] = merge_instance(subs[iri], sub, now, f"{name}.{iri}")
+        else:
+            subs[iri] = stamp(_complete(sub, f"{name}.{iri}"), now)
+    if subs:
+        new["subs"] = subs
+    new["modifiedAt"] = now
+    return new
+
+
+def _complete(frag: Instance, name: str) -> Instance:
+    """A fragment that becomes a new attribute must carry a type and a value."""
+    if "type" not in frag or not any(m in frag for m in VALUE_MEMBERS):
+        raise BadRequestData(f"Attribute {name} does not exist yet and the fragment has no value")
+    return _drop_nulls(frag, name)
+
+
+def _drop_nulls(frag: Instance, name: str) -> Instance:
+    out = dict(frag)
+    if "subs" in out:
+        out["subs"] = {k: _complete(v, name) for k, v in out["subs"].items() if not is_null(v)}
+        if not out["subs"]:
+            del out["subs"]
+    return out
+
+
+def _add_types(entity: dict[str, Any], types: list[str] | None) -> bool:
+    changed = False
+    for t in types or ():
+        if t not in entity["type"]:
+            entity["type"].append(t)
+            changed = True
+    return changed
+
+
+# ---------------------------------------------------------------- mutations (clause 5.6)
+def replace_mutation(new: dict[str, Any]) -> Mutation:
+    """Replace Entity (5.6.18) and upsert with ``replace``: everything but id and createdAt."""
+
+    def mutate(entity: dict[str, Any], now: str) -> set[str]:
+        old_attrs = entity.get("attrs", {})
+        if new.get("type"):
+            entity["type"] = list(new["type"])
+        if "scope" in new:
+            entity["scope"] = new["scope"]
+        else:
+            entity.pop("scope", None)
+        attrs: Attrs = {}
+        for iri, instances in new.get("attrs", {}).items():
+            olds = old_attrs.get(iri, [])
+            attrs[iri] = []
+            for inst in instances:
+                j = _find(olds, inst.get("datasetId"))
+                attrs[iri].append(stamp(clone(inst), now, olds[j] if j >= 0 else None))
+        entity["attrs"] = attrs
+        return set(old_attrs) | set(attrs)
+
+    return mutate
+
+
+def append_mutation(frag: dict[str, Any], no_overwrite: bool, result: UpdateResult,
+                    names: dict[str, str]) -> Mutation:
+    """Append Entity Attributes (5.6.3); also batch update and upsert with ``update``."""
+
+    def mutate(entity: dict[str, Any], now: str) -> set[str] | None:
+        result.reset()
+        touched: set[str] = set()
+        changed = _add_types(entity, frag.get("type"))
+        if "scope" in frag and frag["scope"] is not None:
+            entity["scope"] = frag["scope"]
+            changed = True
+        attrs = entity.setdefault("attrs", {})
+        for iri, instances in frag.get("attrs", {}).items():
+            name = names.get(iri, iri)
+            olds = attrs.setdefault(iri, [])
+            done = False
+            for inst in instances:
+                j = _find(olds, inst.get("datasetId"))
+                if j >= 0 and no_overwrite:
+                    continue
+                new = stamp(clone(inst), now, olds[j] if j >= 0 else None)
+                if j >= 0:
+                    olds[j] = new
+                else:
+                    olds.append(new)
+                done = True
+            if not olds:
+                del attrs[iri]
+            if done:
+                touched.add(iri)
+                result.updated.append(name)
+            else:
+                result.not_updated.append((name, "Attribute exists and noOverwrite was requested"))
+        return touched if touched or changed else None
+
+    return mutate
+
+
+def update_mutation(frag: dict[str, Any], result: UpdateResult, names: dict[str, str]) -> Mutation:
+    """Update Entity Attributes (5.6.2): replaces existing attribute instances only."""
+
+    def mutate(entity: dict[str, Any], now: str) -> set[str] | None:
+        result.reset()
+        touched: set[str] = set()
+        attrs = entity.setdefault("attrs", {})
+        for iri, instances in frag.get("attrs", {}).items():
+            name = names.get(iri, iri)
+            olds = attrs.get(iri)
+            if olds is None:
+                result.not_updated.append((name, "Attribute does not exist"))
+                continue
+            missing = [i.get("datasetId") for i in instances if _find(olds, i.get("datasetId")) < 0]
+            if missing:
+                result.not_updated.append((name, f"No instance with datasetId {missing[0] or '(default)'}"))
+                continue
+            for inst in instances:
+                j = _find(olds, inst.get("datasetId"))
+                if is_null(inst):
+                    olds.pop(j)
+                else:
+                    olds[j] = stamp(clone(inst), now, olds[j])
+            if not olds:
+                del attrs[iri]
+            touched.add(iri)
+            result.updated.append(name)
+        return touched or None
+
+    return mutate
+
+
+def merge_mutation(frag: dict[str, Any], names: dict[str, str]) -> Mutation:
+    """Merge Entity (5.6.17): merge-patch, ``urn:ngsi-ld:null`` deletes attributes and sub-attributes."""
+
+    def mutate(entity: dict[str, Any], now: str) -> set[str] | None:
+        touched: set[str] = set()
+        changed = _add_types(entity, frag.get("type"))
+        if "scope" in frag:
+            if frag["scope"] is None:
+                changed = entity.pop("scope", None) is not None or changed
+            else:
+                entity["scope"] = frag["scope"]
+                changed = True
+        attrs = entity.setdefault("attrs", {})
+        for iri, instances in frag.get("attrs", {}).items():
+            name = names.get(iri, iri)
+            olds = attrs.get(iri, [])
+            for inst in instances:
+                j = _find(olds, inst.get("datasetId"))
+                if is_null(inst):
+                    if j >= 0:
+                        olds.pop(j)
+                        touched.add(iri)
+                    continue
+                if j >= 0:
+                    olds[j] = merge_instance(olds[j], inst, now, name)
+                else:
+                    olds.append(stamp(_complete(inst, name), now))
+                touched.add(iri)
+            if olds:
+                attrs[iri] = olds
+            else:
+                attrs.pop(iri, None)
+        return touched if touched or changed else None
+
+    return mutate
+
+
+def partial_attr_mutation(iri: str, frag: Instance, name: str) -> Mutation:
+    """Partial Attribute Update (5.6.4): merge into the instance named by the fragment's datasetId."""
+
+    def mutate(entity: dict[str, Any], now: str) -> set[str]:
+        olds = entity.get("attrs", {}).get(iri)
+        j = _find(olds or [], frag.get("datasetId"))
+        if j < 0:
+            raise ResourceNotFound(_missing(entity["id"], name, frag.get("datasetId")))
+        olds[j] = merge_instance(olds[j], frag, now, name)  # type: ignore[index]
+        return {iri}
+
+    return mutate
+
+
+def replace_attr_mutation(iri: str, inst: Instance, name: str) -> Mutation:
+    """Replace Attribute (5.6.19): the instance with the same datasetId is replaced as a whole."""
+
+    def mutate(entity: dict[str, Any], now: str) -> set[str]:
+        olds = entity.get("attrs", {}).get(iri)
+        j = _find(olds or [], inst.get("datasetId"))
+        if j < 0:
+            raise ResourceNotFound(_missing(entity["id"], name, inst.get("datasetId")))
+        olds[j] = stamp(clone(inst), now, olds[j])  # type: ignore[index]
+        return {iri}
+
+    return mutate
+
+
+def delete_attr_mutation(iri: str, name: str, dataset_id: str | None, delete_all: bool) -> Mutation:
+    """Delete Attribute (5.6.5): one instance (default or ``datasetId``) or all of them."""
+
+    def mutate(entity: dict[str, Any], now: str) -> set[str]:
+        attrs = entity.get("attrs", {})
+        olds = attrs.get(iri)
+        if not olds:
+            raise ResourceNotFound(f"Entity {entity['id']} has no attribute {name}")
+        if delete_all:
+            del attrs[iri]
+            return {iri}
+        j = _find(olds, dataset_id)
+        if j < 0:
+            raise ResourceNotFound(_missing(entity["id"], name, dataset_id))
+        olds.pop(j)
+        if not olds:
+            del attrs[iri]
+        return {iri}
+
+    return mutate
+
+
+def _missing(entity_id: str, name: str, dataset_id: str | None) -> str:
+    if dataset_id is None:
+        return f"Entity {entity_id} has no attribute {name} (default instance)"
+    return f"Entity {entity_id} has no attribute {name} with datasetId {dataset_id}"
 
 
 class EntityService:
@@ -50,21 +324,33 @@ class EntityService:
         return await self.store.query_entities(tenant, query)
 
     # ---------------------------------------------------------------- writes
-    async def create(self, tenant: str, entity: dict[str, Any], source: str = "api") -> None:
+    async def create(self, tenant: str, entity: dict[str, Any], source: str = "api",
+                     publish: bool = True) -> ChangeEvent:
         """Store a new entity (already expanded); AlreadyExists when the id is taken."""
         await self.store.create_entity(tenant, entity)
         attrs = frozenset(entity.get("attrs", {}))
-        await self.bus.publish([ChangeEvent(tenant, "create", entity["id"], None, entity, created=attrs,
-                                            source=source)])
+        event = ChangeEvent(tenant, "create", entity["id"], None, entity, created=attrs, source=source)
+        if publish:
+            await self.bus.publish([event])
+        return event
 
-    async def delete(self, tenant: str, entity_id: str, source: str = "api") -> dict[str, Any]:
+    async def remove(self, tenant: str, entity_id: str, source: str = "api",
+                     publish: bool = True) -> ChangeEvent:
+        """Delete an entity; returns its change event (the deleted entity is ``event.before``)."""
         await self.check_tenant(tenant)
         old = await self.store.delete_entity(tenant, entity_id)
         if old is None:
             raise ResourceNotFound(f"Entity {entity_id} not found")
-        await self.bus.publish([ChangeEvent(tenant, "delete", entity_id, old, None,
-                                            deleted=frozenset(old.get("attrs", {})), source=source)])
-        return old
+        event = ChangeEvent(tenant, "delete", entity_id, old, None, deleted=frozenset(old.get("attrs", {})),
+                            source=source)
+        if publish:
+            await self.bus.publish([event])
+        return event
+
+    async def delete(self, tenant: str, entity_id: str, source: str = "api") -> dict[str, Any]:
+        event = await self.remove(tenant, entity_id, source)
+        assert event.before is not None
+        return event.before
 
     async def modify(self, tenant: str, entity_id: str, mutate: Mutation, source: str = "api",
                      publish: bool = True) -> tuple[dict[str, Any], dict[str, Any], ChangeEvent | None]:
@@ -72,6 +358,7 @@ class EntityService:
 
         ``mutate(entity, now)`` edits a private copy in place and returns the attribute IRIs it
         touched (None = nothing changed, so nothing is written). Returns (before, after, event).
+        An exception raised by ``mutate`` aborts the write: nothing is stored.
         """
         await self.check_tenant(tenant)
         for _ in range(MAX_RETRIES):
@@ -93,3 +380,36 @@ class EntityService:
                     await self.bus.publish([event])
                 return before, after, event
         raise Conflict(f"Entity {entity_id} kept changing; gave up after {MAX_RETRIES} attempts")
+
+    # ---------------------------------------------------------------- clause 5.6 operations
+    async def replace(self, tenant: str, entity_id: str, new: dict[str, Any], source: str = "api") -> None:
+        await self.modify(tenant, entity_id, replace_mutation(new), source)
+
+    async def append(self, tenant: str, entity_id: str, frag: dict[str, Any], *, no_overwrite: bool = False,
+                     names: dict[str, str] | None = None, source: str = "api") -> UpdateResult:
+        result = UpdateResult()
+        await self.modify(tenant, entity_id, append_mutation(frag, no_overwrite, result, names or {}), source)
+        return result
+
+    async def update_attrs(self, tenant: str, entity_id: str, frag: dict[str, Any], *,
+                           names: dict[str, str] | None = None, source: str = "api") -> UpdateResult:
+        result = UpdateResult()
+        await self.modify(tenant, entity_id, update_mutation(frag, result, names or {}), source)
+        return result
+
+    async def merge(self, tenant: str, entity_id: str, frag: dict[str, Any], *,
+                    names: dict[str, str] | None = None, source: str = "api") -> None:
+        await self.modify(tenant, entity_id, merge_mutation(frag, names or {}), source)
+
+    async def update_attr(self, tenant: str, entity_id: str, iri: str, frag: Instance, *, name: str = "",
+                          source: str = "api") -> None:
+        await self.modify(tenant, entity_id, partial_attr_mutation(iri, frag, name or iri), source)
+
+    async def replace_attr(self, tenant: str, entity_id: str, iri: str, inst: Instance, *, name: str = "",
+                           source: str = "api") -> None:
+        await self.modify(tenant, entity_id, replace_attr_mutation(iri, inst, name or iri), source)
+
+    async def delete_attr(self, tenant: str, entity_id: str, iri: str, *, name: str = "",
+                          dataset_id: str | None = None, delete_all: bool = False, source: str = "api") -> None:
+        await self.modify(tenant, entity_id, delete_attr_mutation(iri, name or iri, dataset_id, delete_all),
+                          source)
