@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from aiohttp import web
 
@@ -18,14 +17,12 @@ from .api.keys import BUS, ENTITIES, RESOLVER, SERVICES, SETTINGS, STORE
 from .api.middleware import problem_middleware
 from .config import Settings
 from .jsonld.resolver import ContextResolver
+from .services.contexts import StoreContextPersistence
 from .services.entities import EntityService
 from .services.events import EventBus
-from .store.base import DEFAULT_TENANT, Store
+from .store.base import Store
 
 log = logging.getLogger(__name__)
-
-CONTEXTS = "contexts"
-
 
 def make_store(settings: Settings) -> Store:
     """MongoDB when ``MONGODB_URL`` is set, else the embedded SQLite store."""
@@ -38,29 +35,14 @@ def make_store(settings: Settings) -> Store:
     return SqliteStore(settings.sqlite_path)
 
 
-class StoreContextPersistence:
-    """Keeps downloaded and hosted @context documents in the store's default tenant."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    async def save_context(self, entry: dict[str, Any]) -> None:
-        await self.store.put_doc(DEFAULT_TENANT, CONTEXTS, entry["url"], entry)
-
-    async def delete_context(self, url: str) -> None:
-        await self.store.delete_doc(DEFAULT_TENANT, CONTEXTS, url)
-
-    async def load_contexts(self) -> list[dict[str, Any]]:
-        return await self.store.list_docs(DEFAULT_TENANT, CONTEXTS)
-
-
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:
     """Build the NGSI-LD API application. The store is started and closed with the app."""
     app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
     store = store or make_store(settings)
     bus = EventBus()
     resolver = ContextResolver(fetch_timeout=settings.context_fetch_timeout,
-                               max_bytes=settings.context_max_bytes, default_core=settings.core_context)
+                               max_bytes=settings.context_max_bytes, default_core=settings.core_context,
+                               failure_ttl=settings.context_failure_ttl)
     if settings.context_preload:
         resolver.preload(settings.context_preload)
     app[SETTINGS] = settings

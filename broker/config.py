@@ -47,6 +47,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CONTEXT_PRELOAD", "", "Comma list of URL->file JSON maps or folders with index.json"),
     Setting("CONTEXT_FETCH_TIMEOUT", 5.0, "Seconds allowed to download a remote @context"),
     Setting("CONTEXT_MAX_BYTES", 1024 * 1024, "Largest remote @context accepted"),
+    Setting("CONTEXT_FAILURE_TTL", 10.0, "Seconds a failed @context download is answered with 503 at once "
+            "before it is tried again"),
     Setting("NOTIFY_TIMEOUT", 10.0, "Seconds allowed for one notification delivery"),
     Setting("NOTIFY_MAX_RETRIES", 8, "Delivery attempts before a notification counts as failed"),
     Setting("SUBSCRIPTION_SYNC_INTERVAL", 0.5, "Seconds between reloads of subscriptions from the store"),
@@ -80,6 +82,7 @@ class Settings(BaseModel):
     context_preload: str = ""
     context_fetch_timeout: float = Field(5.0, gt=0)
     context_max_bytes: int = Field(1024 * 1024, gt=0)
+    context_failure_ttl: float = Field(10.0, ge=0)
     notify_timeout: float = Field(10.0, gt=0)
     notify_max_retries: int = Field(8, ge=0)
     subscription_sync_interval: float = Field(0.5, gt=0)
