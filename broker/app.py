@@ -13,13 +13,15 @@ from .api import entities as entities_api
 from .api import query as query_api
 from .api import subscriptions as subscriptions_api
 from .api import system as system_api
-from .api.keys import BUS, ENTITIES, RESOLVER, SERVICES, SETTINGS, STORE
+from .api.keys import BUS, DISCOVERY, ENTITIES, QUERY, RESOLVER, SERVICES, SETTINGS, STORE
 from .api.middleware import problem_middleware
 from .config import Settings
 from .jsonld.resolver import ContextResolver
 from .services.contexts import StoreContextPersistence
+from .services.discovery import DiscoveryService
 from .services.entities import EntityService
 from .services.events import EventBus
+from .services.query import QueryService
 from .store.base import Store
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[BUS] = bus
     app[RESOLVER] = resolver
     app[ENTITIES] = EntityService(store, bus)
+    app[QUERY] = QueryService(app[ENTITIES])
+    app[DISCOVERY] = DiscoveryService(app[ENTITIES])
     app[SERVICES] = {}
 
     system_api.add_routes(app)

@@ -9,8 +9,11 @@ from aiohttp import web
 if TYPE_CHECKING:
     from ..config import Settings
     from ..jsonld.resolver import ContextResolver
+    from ..services.batch import BatchService
+    from ..services.discovery import DiscoveryService
     from ..services.entities import EntityService
     from ..services.events import EventBus
+    from ..services.query import QueryService
     from ..store.base import Store
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -18,4 +21,7 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 RESOLVER: web.AppKey[ContextResolver] = web.AppKey("resolver")
 BUS: web.AppKey[EventBus] = web.AppKey("bus")
 ENTITIES: web.AppKey[EntityService] = web.AppKey("entities")
+BATCH: web.AppKey[BatchService] = web.AppKey("batch")
 SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")
+QUERY: web.AppKey[QueryService] = web.AppKey("query")
+DISCOVERY: web.AppKey[DiscoveryService] = web.AppKey("discovery")

@@ -1,9 +1,108 @@
-"""GET /ngsi-ld/v1/entities and POST /ngsi-ld/v1/entityOperations/query: entity queries."""
+"""GET /ngsi-ld/v1/entities and POST /ngsi-ld/v1/entityOperations/query: entity queries.
+
+Also DELETE /ngsi-ld/v1/entities (v1.9 clause 5.6.21, delete entities by query).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from aiohttp import web
+
+from ..entities.geojson import render_feature_collection
+from ..entities.render import Renderer
+from ..errors import BadRequestData
+from ..jsonld.termmap import TermMap
+from ..services.query import QuerySpec, from_body, from_params, require_selection
+from .http import (
+    GEOJSON,
+    JSON,
+    JSONLD,
+    json_response,
+    negotiate,
+    read_body,
+    response_context,
+    tenant_of,
+    term_map,
+)
+from .keys import QUERY, SETTINGS
+
+BASE = "/ngsi-ld/v1"
+OFFERED = (JSON, JSONLD, GEOJSON)
+
+
+def _page_links(request: web.Request, spec: QuerySpec, more: bool) -> list[str]:
+    """``Link`` headers to the next and previous pages, keeping every other parameter."""
+    q = spec.query
+    links = []
+    if more and q.limit:
+        url = request.rel_url.update_query(offset=str(q.offset + q.limit), limit=str(q.limit))
+        links.append(f'<{url}>; rel="next"; type="{JSON}"')
+    if q.offset > 0 and q.limit:
+        url = request.rel_url.update_query(offset=str(max(0, q.offset - q.limit)), limit=str(q.limit))
+        links.append(f'<{url}>; rel="prev"; type="{JSON}"')
+    return links
+
+
+async def _answer(request: web.Request, tenant: str, spec: QuerySpec, tm: TermMap, media: str) -> web.Response:
+    settings = request.app[SETTINGS]
+    page, total, more = await request.app[QUERY].query(tenant, spec)
+    renderer = Renderer(tm, spec.render)
+    headers: dict[str, str] = {}
+    if total is not None:
+        headers["NGSILD-Results-Count"] = str(total)
+    if media == GEOJSON:
+        body: Any = render_feature_collection(page, renderer, spec.geometry_property,
+                                              response_context(tm, settings.core_context))
+        resp = web.Response(body=orjson.dumps(body), content_type=GEOJSON, headers=headers)
+    else:
+        resp = json_response([renderer.entity(e) for e in page], media=media, tm=tm,
+                             core_url=settings.core_context, headers=headers)
+    for link in _page_links(request, spec, more):
+        resp.headers.add("Link", link)
+    return resp
+
+
+async def query_entities(request: web.Request) -> web.Response:
+    tenant = tenant_of(request)
+    media = negotiate(request, OFFERED)
+    tm = await term_map(request)
+    settings = request.app[SETTINGS]
+    spec = from_params(request.query, tm, settings.default_limit, settings.max_limit,
+                       multi_options=request.query.getall("options", []))
+    require_selection(spec)
+    return await _answer(request, tenant, spec, tm, media)
+
+
+async def post_query(request: web.Request) -> web.Response:
+    tenant = tenant_of(request)
+    media = negotiate(request, OFFERED)
+    body, context = await read_body(request)
+    tm = await term_map(request, context, from_link=False)
+    settings = request.app[SETTINGS]
+    spec = from_body(body, request.query, tm, settings.default_limit, settings.max_limit,
+                     multi_options=request.query.getall("options", []))
+    require_selection(spec, by_selector=True)
+    return await _answer(request, tenant, spec, tm, media)
+
+
+async def purge_entities(request: web.Request) -> web.Response:
+    """Delete every entity matching type / id / idPattern / q / scopeQ / geoQ; 204."""
+    tenant = tenant_of(request)
+    tm = await term_map(request)
+    settings = request.app[SETTINGS]
+    spec = from_params(request.query, tm, settings.default_limit, settings.max_limit)
+    q = spec.query
+    if not spec.local and q.types is None and q.ids is None and q.id_pattern is None and q.q is None \
+            and q.geo_q is None and q.scope_q is None:
+        raise BadRequestData("Deleting entities needs at least one of type, id, idPattern, q, scopeQ or geoQ")
+    await request.app[QUERY].purge(tenant, spec)
+    return web.Response(status=204)
 
 
 def add_routes(app: web.Application) -> None:
-    """Register this module's routes (filled in as the resource is implemented)."""
+    for path in (f"{BASE}/entities", f"{BASE}/entities/"):
+        app.router.add_get(path, query_entities)
+        app.router.add_delete(path, purge_entities)
+    app.router.add_post(f"{BASE}/entityOperations/query", post_query)
