@@ -13,10 +13,11 @@ from .api import entities as entities_api
 from .api import query as query_api
 from .api import subscriptions as subscriptions_api
 from .api import system as system_api
-from .api.keys import BUS, DISCOVERY, ENTITIES, QUERY, RESOLVER, SERVICES, SETTINGS, STORE
+from .api.keys import BATCH, BUS, DISCOVERY, ENTITIES, QUERY, RESOLVER, SERVICES, SETTINGS, STORE
 from .api.middleware import problem_middleware
 from .config import Settings
 from .jsonld.resolver import ContextResolver
+from .services.batch import BatchService
 from .services.contexts import StoreContextPersistence
 from .services.discovery import DiscoveryService
 from .services.entities import EntityService
@@ -52,6 +53,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[BUS] = bus
     app[RESOLVER] = resolver
     app[ENTITIES] = EntityService(store, bus)
+    app[BATCH] = BatchService(app[ENTITIES])
     app[QUERY] = QueryService(app[ENTITIES])
     app[DISCOVERY] = DiscoveryService(app[ENTITIES])
     app[SERVICES] = {}
