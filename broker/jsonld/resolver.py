@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import re
 import time
 import uuid
@@ -140,7 +141,8 @@ class ContextResolver:
     def preload(self, spec: str) -> int:
         """Preload documents from map files (``{"url": "path"}``) or folders holding ``index.json``.
 
-        Paths are relative to the map file. Preloaded URLs behave like downloaded ones (kind
+        Paths are relative to the map file; ``${VAR}`` in a path is taken from the environment (a
+        missing variable is an error). Preloaded URLs behave like downloaded ones (kind
         ``Cached``) and, once deleted or reloaded, are read again from their file, never fetched.
         """
         count = 0
@@ -151,7 +153,7 @@ class ContextResolver:
             if not isinstance(mapping, dict):
                 raise ValueError(f"context preload map {map_file} must be a JSON object url -> file")
             for url, rel in mapping.items():
-                file = map_file.parent / rel
+                file = map_file.parent / _expand_path(rel, map_file)
                 doc = self._read_file(url, file)
                 self.mirror[url] = file
                 self._remember(ContextEntry(url=url, document=doc, kind=KIND_CACHED, local_id=_digest(url)))
@@ -242,6 +244,7 @@ class ContextResolver:
     def _build_map(self, key: bytes, context: Any, full: list[Any]) -> TermMap:
         opts = {"documentLoader": self._loader, "processingMode": "json-ld-1.1"}
         try:
+            full = [self._inline_import(item) for item in full]
             active = self._processor.process_context(self._processor._get_initial_context(opts), full, opts)
         except jsonld.JsonLdError as exc:
             cause = exc
@@ -258,7 +261,23 @@ class ContextResolver:
         doc = self.document_now(url)
         if doc is None:
             raise LdContextNotAvailable(f"@context {url} was not loaded")
-        return {"contextUrl": None, "documentUrl": url, "document": doc, "tag": "static"}
+        ctx = doc.get("@context")
+        if isinstance(ctx, dict) and "@import" in ctx:
+            doc = {**doc, "@context": self._inline_import(ctx)}
+        # no tag: PyLD must not keep URL documents in its process-wide cache (they can be reloaded)
+        return {"contextUrl": None, "documentUrl": url, "document": doc, "tag": None}
+
+    def _inline_import(self, item: Any) -> Any:
+        """Merge an ``@import``ed context into the importing one (PyLD mishandles ``@import``)."""
+        if not isinstance(item, dict) or "@import" not in item:
+            return item
+        url = item["@import"]
+        doc = self.document_now(url) if isinstance(url, str) else None
+        imported = doc.get("@context") if doc is not None else None
+        if not isinstance(imported, dict):
+            raise BadRequestData(f"@import {url!r} must name a context document holding one object")
+        rest = {k: v for k, v in item.items() if k != "@import"}
+        return {**self._inline_import(imported), **rest}
 
     def lookup(self, url: str) -> ContextEntry | None:
         """The entry a URL names: a cached remote URL or a local (hosted/implicit) one."""
@@ -428,6 +447,15 @@ class ContextResolver:
     @staticmethod
     def core_urls() -> frozenset[str]:
         return CORE_URLS
+
+
+def _expand_path(rel: Any, map_file: Path) -> str:
+    if not isinstance(rel, str):
+        raise ValueError(f"context preload map {map_file}: file names must be strings")
+    expanded = os.path.expandvars(rel)
+    if "${" in expanded or expanded.startswith("$"):
+        raise ValueError(f"context preload map {map_file}: unset environment variable in {rel!r}")
+    return expanded
 
 
 def _urls_in(items: list[Any]) -> list[str]:

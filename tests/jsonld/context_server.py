@@ -1,0 +1,69 @@
+"""A real HTTP server in the test process that serves @context documents, good and bad."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+
+@dataclass
+class ContextServer:
+    """Serves /ctx (A1), /nested (list: ctx + B1), /import (@import ctx + C1), /big, /slow, /text,
+    /missing (404) and /flaky (503 until ``healthy`` is set); counts the requests per path."""
+
+    max_bytes: int = 4096
+    healthy: bool = False
+    hits: Counter[str] = field(default_factory=Counter)
+    server: TestServer | None = None
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def url(self, path: str) -> str:
+        assert self.server is not None
+        return str(self.server.make_url(path))
+
+    def app(self) -> web.Application:
+        app = web.Application()
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            name = request.match_info["name"]
+            self.hits[name] += 1
+            if name == "ctx":
+                return web.json_response({"@context": {"A1": "urn:test:A1", "shared": "urn:test:shared"}})
+            if name == "nested":
+                return web.json_response({"@context": [self.url("/ctx"), {"B1": "urn:test:B1"}]})
+            if name == "import":
+                return web.json_response({"@context": {"@import": self.url("/ctx"), "C1": "urn:test:C1"}})
+            if name == "scoped":
+                return web.json_response({"@context": {"D1": {"@id": "urn:test:D1",
+                                                              "@context": self.url("/ctx")}}})
+            if name == "big":
+                filler = {f"t{i}": f"urn:test:t{i}" for i in range(self.max_bytes // 10)}
+                return web.json_response({"@context": filler})
+            if name == "slow":
+                await self.release.wait()
+                return web.json_response({"@context": {}})
+            if name == "text":
+                return web.Response(text="<html>not a context</html>", content_type="text/html")
+            if name == "nocontext":
+                return web.json_response({"hello": "world"})
+            if name == "flaky":
+                if not self.healthy:
+                    return web.Response(status=503)
+                return web.json_response({"@context": {"F1": "urn:test:F1"}})
+            return web.Response(status=404)
+
+        app.router.add_get("/{name}", handle)
+        return app
+
+    async def start(self) -> None:
+        self.server = TestServer(self.app())
+        await self.server.start_server()
+
+    async def close(self) -> None:
+        self.release.set()
+        if self.server is not None:
+            await self.server.close()
