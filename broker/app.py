@@ -13,19 +13,37 @@ from .api import entities as entities_api
 from .api import query as query_api
 from .api import subscriptions as subscriptions_api
 from .api import system as system_api
-from .api.keys import BATCH, BUS, DISCOVERY, ENTITIES, QUERY, RESOLVER, SERVICES, SETTINGS, STORE
+from .api.keys import (
+    BATCH,
+    BUS,
+    DELIVERY,
+    DISCOVERY,
+    ENTITIES,
+    NOTIFICATIONS,
+    QUERY,
+    RESOLVER,
+    SERVICES,
+    SETTINGS,
+    STORE,
+    SUBSCRIPTIONS,
+)
 from .api.middleware import problem_middleware
 from .config import Settings
 from .jsonld.resolver import ContextResolver
 from .services.batch import BatchService
 from .services.contexts import StoreContextPersistence
+from .services.delivery import DeliveryService
 from .services.discovery import DiscoveryService
 from .services.entities import EntityService
 from .services.events import EventBus
+from .services.notifications import NotificationService
+from .services.outbox import Outbox
 from .services.query import QueryService
+from .services.subscriptions import SubscriptionService
 from .store.base import Store
 
 log = logging.getLogger(__name__)
+
 
 def make_store(settings: Settings) -> Store:
     """MongoDB when ``MONGODB_URL`` is set, else the embedded SQLite store."""
@@ -57,6 +75,13 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[QUERY] = QueryService(app[ENTITIES])
     app[DISCOVERY] = DiscoveryService(app[ENTITIES])
     app[SERVICES] = {}
+    app[SUBSCRIPTIONS] = SubscriptionService(store, resolver, settings.subscription_sync_interval)
+    outbox = Outbox(store)
+    app[DELIVERY] = DeliveryService(store, outbox, timeout=settings.notify_timeout,
+                                    max_attempts=settings.notify_max_retries, core_context=settings.core_context)
+    app[NOTIFICATIONS] = NotificationService(store, app[SUBSCRIPTIONS], outbox, app[DELIVERY],
+                                             settings.core_context)
+    bus.subscribe(app[NOTIFICATIONS].on_changes)
 
     system_api.add_routes(app)
     query_api.add_routes(app)  # before entities: GET /entities is a query
@@ -70,7 +95,15 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         await store.start()
         await resolver.start(StoreContextPersistence(store))
         log.info("store ready", extra={"fields": await store.describe()})
+        await app[SUBSCRIPTIONS].start()
+        outbox.start()
+        await app[DELIVERY].start()
+        await app[NOTIFICATIONS].start()
         yield
+        await app[NOTIFICATIONS].close()
+        await app[DELIVERY].close()
+        await outbox.close()
+        await app[SUBSCRIPTIONS].close()
         await resolver.close()
         await store.close()
 

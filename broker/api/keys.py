@@ -10,10 +10,13 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..jsonld.resolver import ContextResolver
     from ..services.batch import BatchService
+    from ..services.delivery import DeliveryService
     from ..services.discovery import DiscoveryService
     from ..services.entities import EntityService
     from ..services.events import EventBus
+    from ..services.notifications import NotificationService
     from ..services.query import QueryService
+    from ..services.subscriptions import SubscriptionService
     from ..store.base import Store
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -25,3 +28,6 @@ BATCH: web.AppKey[BatchService] = web.AppKey("batch")
 SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")
 QUERY: web.AppKey[QueryService] = web.AppKey("query")
 DISCOVERY: web.AppKey[DiscoveryService] = web.AppKey("discovery")
+SUBSCRIPTIONS: web.AppKey[SubscriptionService] = web.AppKey("subscriptions")
+NOTIFICATIONS: web.AppKey[NotificationService] = web.AppKey("notifications")
+DELIVERY: web.AppKey[DeliveryService] = web.AppKey("delivery")

@@ -1,0 +1,413 @@
+"""Delivery of notifications over HTTP(S) and MQTT(S): per-subscription workers, retries, counters.
+
+Each subscription has its own worker and queue, so notifications of one subscription keep their
+order and a slow or dead endpoint only holds up its own subscription; a semaphore bounds the
+deliveries in flight overall. In-memory queues are bounded: beyond ``max_queue`` a notification
+stays only in the outbox (its reference is kept) and is read back when the queue drains.
+Failed attempts are retried with exponential backoff and jitter; after the last attempt the
+notification counts as failed. Counters are kept in memory and written to the store in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+import aiomqtt
+import orjson
+
+from ..store.base import DEFAULT_TENANT, Store
+from ..timeutil import now_iso
+from .outbox import Outbox, Ref
+
+log = logging.getLogger(__name__)
+
+STATUS = "subscription_status"
+CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+JSONLD = "application/ld+json"
+
+
+class DeliveryError(Exception):
+    """One attempt failed (connection, timeout, non-2xx answer, broker refused)."""
+
+
+# ------------------------------------------------------------------------------------- wire form
+
+
+def _pairs(pairs: list[dict[str, str]] | None) -> dict[str, str]:
+    return {kv["key"]: kv["value"] for kv in pairs or ()}
+
+
+def wire_headers(item: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Headers and body of a notification as the endpoint's ``accept`` asks for."""
+    endpoint = item["endpoint"]
+    accept = endpoint.get("accept", "application/json")
+    body = dict(item["notification"])
+    headers = {"Content-Type": accept}
+    context = item.get("context")
+    if accept == JSONLD:
+        body["@context"] = context
+    else:
+        url = context if isinstance(context, str) else item.get("core_context")
+        headers["Link"] = f'<{url}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
+    if item["tenant"] != DEFAULT_TENANT:
+        headers["NGSILD-Tenant"] = item["tenant"]
+    headers.update(_pairs(endpoint.get("receiverInfo")))
+    return headers, body
+
+
+# ------------------------------------------------------------------------------------- senders
+
+
+class HttpSender:
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.limit, limit_per_host=0, ttl_dns_cache=300),
+            json_serialize=lambda o: orjson.dumps(o).decode())
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def send(self, uri: str, headers: dict[str, str], body: bytes, timeout: float) -> None:
+        assert self.session is not None
+        try:
+            async with self.session.post(uri, data=body, headers=headers,
+                                         timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                await resp.read()
+                if not 200 <= resp.status < 300:
+                    raise DeliveryError(f"HTTP {resp.status} from {uri}")
+        except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+
+
+@dataclass(slots=True)
+class _MqttConnection:
+    client: aiomqtt.Client | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    failures: int = 0
+    retry_at: float = 0.0
+
+
+class MqttSender:
+    """One connection per MQTT broker address (and protocol version), reconnected with backoff."""
+
+    def __init__(self) -> None:
+        self.connections: dict[tuple[Any, ...], _MqttConnection] = {}
+
+    async def close(self) -> None:
+        for conn in self.connections.values():
+            await self._drop(conn)
+        self.connections.clear()
+
+    @staticmethod
+    async def _drop(conn: _MqttConnection) -> None:
+        client, conn.client = conn.client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
+
+    async def _client(self, key: tuple[Any, ...], timeout: float) -> aiomqtt.Client:
+        conn = self.connections.setdefault(key, _MqttConnection())
+        async with conn.lock:
+            if conn.client is not None:
+                return conn.client
+            if time.monotonic() < conn.retry_at:
+                raise DeliveryError(f"MQTT broker {key[1]}:{key[2]} unreachable; reconnect backing off")
+            scheme, host, port, user, password, version = key
+            tls = aiomqtt.TLSParameters() if scheme == "mqtts" else None
+            client = aiomqtt.Client(host, port, username=user, password=password, tls_params=tls,
+                                    protocol=aiomqtt.ProtocolVersion.V5 if version == "mqtt5.0"
+                                    else aiomqtt.ProtocolVersion.V311, timeout=timeout)
+            try:
+                await asyncio.wait_for(client.__aenter__(), timeout)
+            except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
+                conn.failures += 1
+                conn.retry_at = time.monotonic() + min(30.0, 0.5 * 2 ** (conn.failures - 1))
+                raise DeliveryError(f"MQTT connect to {host}:{port} failed: {exc}") from None
+            conn.failures = 0
+            conn.client = client
+            return client
+
+    async def send(self, uri: str, notifier: dict[str, str], payload: bytes, timeout: float) -> None:
+        parts = urlsplit(uri)
+        scheme = parts.scheme.lower()
+        port = parts.port or (8883 if scheme == "mqtts" else 1883)
+        version = notifier.get("MQTT-Version", "mqtt3.1.1")
+        qos = int(notifier.get("MQTT-QoS", "0"))
+        key = (scheme, parts.hostname, port, unquote(parts.username) if parts.username else None,
+               unquote(parts.password) if parts.password else None, version)
+        topic = unquote(parts.path.lstrip("/"))
+        client = await self._client(key, timeout)
+        try:
+            await asyncio.wait_for(client.publish(topic, payload, qos=qos), timeout)
+        except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
+            await self._drop(self.connections[key])
+            raise DeliveryError(f"MQTT publish to {parts.hostname}:{port} failed: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------- workers
+
+
+@dataclass(slots=True)
+class _Worker:
+    tenant: str
+    sub_id: str
+    queue: deque[tuple[Ref, dict[str, Any]]] = field(default_factory=deque)
+    spill: deque[Ref] = field(default_factory=deque)
+    last_sent: float = 0.0
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
+class Stats:
+    timesSent: int = 0  # noqa: N815 - NGSI-LD member names
+    timesFailed: int = 0  # noqa: N815
+    lastNotification: str | None = None  # noqa: N815
+    lastSuccess: str | None = None  # noqa: N815
+    lastFailure: str | None = None  # noqa: N815
+
+    def merged(self, stored: dict[str, Any] | None) -> dict[str, Any]:
+        s = stored or {}
+        out: dict[str, Any] = {"timesSent": s.get("timesSent", 0) + self.timesSent,
+                               "timesFailed": s.get("timesFailed", 0) + self.timesFailed}
+        for key in ("lastNotification", "lastSuccess", "lastFailure"):
+            values = [v for v in (s.get(key), getattr(self, key)) if v]
+            if values:
+                out[key] = max(values)
+        return out
+
+
+IsLive = Callable[[str, str], bool]
+
+
+class DeliveryService:
+    def __init__(self, store: Store, outbox: Outbox, *, timeout: float = 10.0, max_attempts: int = 8,
+                 retry_base: float = 0.5, retry_cap: float = 30.0, max_queue: int = 1000,
+                 concurrency: int = 256, stats_interval: float = 1.0, core_context: str = "") -> None:
+        self.store = store
+        self.outbox = outbox
+        self.timeout = timeout
+        self.max_attempts = max(1, max_attempts)
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self.max_queue = max_queue
+        self.stats_interval = stats_interval
+        self.core_context = core_context
+        self.http = HttpSender(concurrency)
+        self.mqtt = MqttSender()
+        self.slots = asyncio.Semaphore(concurrency)
+        self.workers: dict[tuple[str, str], _Worker] = {}
+        self.stats: dict[tuple[str, str], Stats] = {}
+        self.is_live: IsLive = lambda tenant, sub_id: True
+        self._stats_task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        await self.http.start()
+        self._stats_task = asyncio.create_task(self._stats_loop(), name="notification-stats")
+
+    async def close(self) -> None:
+        self._closing = True
+        tasks = [w.task for w in self.workers.values() if w.task is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stats_task
+        await self.flush_stats()
+        await self.http.close()
+        await self.mqtt.close()
+
+    # ------------------------------------------------------------ queueing
+    def enqueue(self, refs: list[tuple[Ref, dict[str, Any]]]) -> None:
+        for ref, item in refs:
+            key = (ref.tenant, item["subscriptionId"])
+            w = self.workers.get(key)
+            if w is None:
+                w = self.workers[key] = _Worker(ref.tenant, item["subscriptionId"])
+            if len(w.queue) >= self.max_queue or w.spill:
+                w.spill.append(ref)  # kept in the outbox only; read back when the queue drains
+            else:
+                w.queue.append((ref, item))
+            if w.task is None:
+                w.task = asyncio.create_task(self._run(w), name=f"notify-{w.sub_id}")
+
+    @property
+    def pending(self) -> int:
+        return sum(len(w.queue) + len(w.spill) for w in self.workers.values())
+
+    async def _refill(self, w: _Worker) -> None:
+        while w.spill and len(w.queue) < self.max_queue:
+            ref = w.spill.popleft()
+            item = await self.outbox.load(ref)
+            if item is None:
+                self.outbox.done(ref)
+            else:
+                w.queue.append((ref, item))
+
+    async def _run(self, w: _Worker) -> None:
+        try:
+            while not self._closing:
+                if not w.queue:
+                    if w.spill:
+                        await self._refill(w)
+                        continue
+                    break
+                throttling = w.queue[0][1].get("throttling")
+                if throttling:
+                    wait = w.last_sent + throttling - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                        await self._refill(w)
+                    batch = list(w.queue)
+                    w.queue.clear()
+                else:
+                    batch = [w.queue.popleft()]
+                if not self.is_live(w.tenant, w.sub_id):  # subscription deleted meanwhile
+                    for ref, _ in batch:
+                        self.outbox.done(ref)
+                    continue
+                try:
+                    await self._deliver(w, batch)
+                except Exception:  # noqa: BLE001 - a bug in one notification must not stop the worker
+                    log.exception("notification delivery crashed", extra={"fields": {"subscription": w.sub_id}})
+                    for ref, _ in batch:
+                        self.outbox.done(ref)
+        finally:
+            w.task = None
+            if not w.queue and not w.spill and self.workers.get((w.tenant, w.sub_id)) is w:
+                del self.workers[(w.tenant, w.sub_id)]
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: base·2^attempt, capped, times a random 0.5–1."""
+        return min(self.retry_cap, self.retry_base * 2 ** attempt) * (0.5 + random.random() / 2)
+
+    async def _deliver(self, w: _Worker, batch: list[tuple[Ref, dict[str, Any]]]) -> None:
+        item = merge_items([it for _, it in batch])
+        error = ""
+        for attempt in range(self.max_attempts):
+            item["notification"]["notifiedAt"] = now_iso()
+            try:
+                async with self.slots:
+                    await self.send(item)
+            except DeliveryError as exc:
+                error = str(exc)
+                self._count(w, ok=False, final=attempt == self.max_attempts - 1)
+                if attempt < self.max_attempts - 1:
+                    await asyncio.sleep(self.backoff(attempt))
+                continue
+            w.last_sent = time.monotonic()
+            self._count(w, ok=True, final=True)
+            break
+        else:
+            log.warning("notification failed for good", extra={"fields": {
+                "subscription": w.sub_id, "tenant": w.tenant, "id": item["notification"]["id"],
+                "attempts": self.max_attempts, "error": error}})
+            w.last_sent = time.monotonic()
+        for ref, _ in batch:
+            self.outbox.done(ref)
+
+    async def send(self, item: dict[str, Any]) -> None:
+        endpoint = item["endpoint"]
+        uri: str = endpoint["uri"]
+        timeout = self.timeout
+        if endpoint.get("timeout"):
+            timeout = min(timeout, endpoint["timeout"] / 1000)
+        headers, body = wire_headers({**item, "core_context": self.core_context})
+        if uri[:4].lower() == "mqtt":
+            payload = orjson.dumps({"metadata": headers, "body": body})
+            await self.mqtt.send(uri, _pairs(endpoint.get("notifierInfo")), payload, timeout)
+        else:
+            await self.http.send(uri, headers, orjson.dumps(body), timeout)
+
+    # ------------------------------------------------------------ counters
+    def _count(self, w: _Worker, ok: bool, final: bool) -> None:
+        s = self.stats.setdefault((w.tenant, w.sub_id), Stats())
+        now = now_iso()
+        s.lastNotification = now
+        if ok:
+            s.timesSent += 1
+            s.lastSuccess = now
+        else:
+            s.lastFailure = now
+            if final:
+                s.timesSent += 1
+                s.timesFailed += 1
+
+    def unflushed(self, tenant: str, sub_id: str) -> Stats | None:
+        return self.stats.get((tenant, sub_id))
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.stats_interval)
+            try:
+                await self.flush_stats()
+            except Exception:  # noqa: BLE001 - kept in memory and retried
+                log.exception("cannot persist notification counters")
+
+    async def flush_stats(self) -> None:
+        """Add the in-memory counters to the stored ones (one read and one write per subscription)."""
+        pending, self.stats = self.stats, {}
+        for (tenant, sub_id), s in pending.items():
+            try:
+                stored = await self.store.get_doc(tenant, STATUS, sub_id)
+                await self.store.put_doc(tenant, STATUS, sub_id, s.merged(stored))
+            except Exception:
+                again = self.stats.setdefault((tenant, sub_id), Stats())
+                again.timesSent += s.timesSent
+                again.timesFailed += s.timesFailed
+                for k in ("lastNotification", "lastSuccess", "lastFailure"):
+                    setattr(again, k, max(filter(None, (getattr(again, k), getattr(s, k))), default=None))
+                raise
+
+    async def status_of(self, tenant: str, sub_id: str) -> dict[str, Any]:
+        stored = await self.store.get_doc(tenant, STATUS, sub_id)
+        local = self.stats.get((tenant, sub_id))
+        return local.merged(stored) if local else (stored or {})
+
+    async def forget(self, tenant: str, sub_id: str) -> None:
+        self.stats.pop((tenant, sub_id), None)
+        await self.store.delete_doc(tenant, STATUS, sub_id)
+
+
+def merge_items(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several pending notifications of one subscription as one: the latest state of each entity."""
+    if len(items) == 1:
+        return {**items[0], "notification": dict(items[0]["notification"])}
+    last = items[-1]
+    note = dict(last["notification"])
+    data = note["data"]
+    if isinstance(data, dict):  # GeoJSON FeatureCollection
+        features: dict[Any, Any] = {}
+        for it in items:
+            for f in it["notification"]["data"].get("features", []):
+                features.pop(f.get("id"), None)
+                features[f.get("id")] = f
+        note["data"] = {**data, "features": list(features.values())}
+    else:
+        entities: dict[Any, Any] = {}
+        for it in items:
+            for e in it["notification"]["data"]:
+                entities.pop(e.get("id"), None)
+                entities[e.get("id")] = e
+        note["data"] = list(entities.values())
+    return {**last, "notification": note}
