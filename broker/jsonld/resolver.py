@@ -43,6 +43,7 @@ KIND_IMPLICIT = "ImplicitlyCreated"
 KINDS = (KIND_HOSTED, KIND_CACHED, KIND_IMPLICIT)
 
 LOCAL_PREFIX = "/ngsi-ld/v1/jsonldContexts/"
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _LOCAL = re.compile(r"/ngsi-ld/v1/jsonldContexts/([A-Za-z0-9_\-]{1,64})$")
 
 
@@ -244,7 +245,7 @@ class ContextResolver:
     def _build_map(self, key: bytes, context: Any, full: list[Any]) -> TermMap:
         opts = {"documentLoader": self._loader, "processingMode": "json-ld-1.1"}
         try:
-            full = [self._inline_import(item) for item in full]
+            full = [self._inline_import(_absolute(item)) for item in full]
             active = self._processor.process_context(self._processor._get_initial_context(opts), full, opts)
         except jsonld.JsonLdError as exc:
             cause = exc
@@ -253,6 +254,8 @@ class ContextResolver:
             if isinstance(cause, LdContextNotAvailable):
                 raise cause from exc
             raise BadRequestData(f"Invalid @context: {getattr(exc, 'message', exc)}") from exc
+        except ValueError as exc:  # PyLD's IRI resolution
+            raise BadRequestData(f"Invalid @context: {exc}") from exc
         except RecursionError as exc:
             raise BadRequestData("Invalid @context: nested too deeply") from exc
         return TermMap(key, context, active.get("mappings", {}), active.get("@vocab"))
@@ -302,6 +305,8 @@ class ContextResolver:
         for url in _urls_in(items):
             if url in seen or is_core_url(url):
                 continue
+            if not _SCHEME.match(url) and local_id_of(url) is None:
+                raise BadRequestData(f"@context URL {url!r} is not an absolute URL")
             seen.add(url)
             entry = self.lookup(url)
             if entry is None:
@@ -384,8 +389,10 @@ class ContextResolver:
                 body = await resp.content.read(self.max_bytes + 1)
         except LdContextNotAvailable:
             raise
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            raise LdContextNotAvailable(f"@context {url} is not reachable: {exc!r}") from exc
+        except TimeoutError as exc:
+            raise LdContextNotAvailable(f"@context {url} did not answer within {self.fetch_timeout} s") from exc
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            raise LdContextNotAvailable(f"@context {url} is not reachable: {exc or type(exc).__name__}") from exc
         if len(body) > self.max_bytes:
             raise LdContextNotAvailable(f"@context {url} is larger than {self.max_bytes} bytes")
         try:
@@ -447,6 +454,13 @@ class ContextResolver:
     @staticmethod
     def core_urls() -> frozenset[str]:
         return CORE_URLS
+
+
+def _absolute(item: Any) -> Any:
+    """Our own relative jsonldContexts path (a Location header used verbatim) as an absolute URL."""
+    if isinstance(item, str) and item.startswith(LOCAL_PREFIX):
+        return "http://localhost" + item
+    return item
 
 
 def _expand_path(rel: Any, map_file: Path) -> str:

@@ -93,8 +93,10 @@ async def test_hosted_context_lifecycle(client: TestClient) -> None:
     assert "A1" in await resp.json()
     resp = await client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:T:hosted")
     assert "urn:test:A1" in await resp.json()
+    # the relative Location used verbatim as an inline @context names it too
+    await create_entity(client, "urn:ngsi-ld:T:hosted2", context=location)
     info = await details(client, info["URL"])  # by URL works too
-    assert info["numberOfHits"] == 2 and "lastUsage" in info
+    assert info["numberOfHits"] == 3 and "lastUsage" in info
 
     listed = await (await client.get(BASE, params={"kind": "Hosted", "details": "true"})).json()
     assert [i["localId"] for i in listed] == [local_id]
@@ -126,6 +128,7 @@ async def test_bad_context_documents_are_rejected_and_change_nothing(client: Tes
     await problem(await client.post(BASE, json={"@context": 5}), 400, "InvalidRequest")
     await problem(await client.post(BASE, json={"@context": {}, "id": "x"}), 400, "InvalidRequest")
     await problem(await client.post(BASE, json={"@context": {"A1": {"@id": 5}}}), 400, "BadRequestData")
+    await problem(await client.post(BASE, json={"@context": "/api/v1/context.jsonld"}), 400, "BadRequestData")
     await problem(await client.post(BASE, data=b'{"@context": {}}', headers={"Content-Type": "text/plain"}),
                   415, "UnsupportedMediaType")
     await problem(await client.post(BASE, json={"@context": [ctx_server.url("/missing")]}),
@@ -197,6 +200,10 @@ async def test_unreachable_context_is_503_and_nothing_is_created(client: TestCli
                                  headers={"Link": LINK.format(ctx_server.url(path))})
         await problem(resp, 503, "LdContextNotAvailable")
     await problem(await client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:T:x"), 404, "ResourceNotFound")
+    resp = await client.post("/ngsi-ld/v1/entities", json={"id": "urn:ngsi-ld:T:x", "type": "T",
+                                                            "@context": "/relative/context.jsonld"},
+                             headers={"Content-Type": "application/ld+json"})
+    await problem(resp, 400, "BadRequestData")
     resp = await client.post("/ngsi-ld/v1/entities", json={"id": "urn:ngsi-ld:T:x", "type": "T"},
                              headers={"Link": LINK.format("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-non"
                                                           "-existing.jsonld".replace("https://", "http://127.0.0.1:1/"))})
