@@ -23,11 +23,12 @@ from .keys import BATCH, RESOLVER, SETTINGS
 BASE = "/ngsi-ld/v1/entityOperations"
 
 
-def _raw_id(entry: Any) -> str:
+def _raw_id(entry: Any, op: BatchOp) -> str:
+    """The id to report a failed entry under ("" when it has none)."""
     if isinstance(entry, dict):
         raw = entry.get("id", entry.get("@id"))
         return raw if isinstance(raw, str) else ""
-    return entry if isinstance(entry, str) else ""
+    return entry if op == "delete" and isinstance(entry, str) else ""
 
 
 class _Contexts:
@@ -74,7 +75,7 @@ async def _items(request: web.Request, op: BatchOp) -> list[BatchItem]:
         try:
             items.append(await _item(op, entry, contexts, now))
         except NgsiLdError as err:
-            items.append(BatchItem(_raw_id(entry), error=err))
+            items.append(BatchItem(_raw_id(entry, op), error=err))
     return items
 
 
