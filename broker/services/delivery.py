@@ -169,7 +169,6 @@ class _Worker:
     sub_id: str
     queue: deque[tuple[Ref, dict[str, Any]]] = field(default_factory=deque)
     spill: deque[Ref] = field(default_factory=deque)
-    last_sent: float = 0.0
     task: asyncio.Task[None] | None = None
 
 
@@ -213,6 +212,8 @@ class DeliveryService:
         self.slots = asyncio.Semaphore(concurrency)
         self.workers: dict[tuple[str, str], _Worker] = {}
         self.stats: dict[tuple[str, str], Stats] = {}
+        # when each subscription last sent (monotonic): throttling outlives the idle workers
+        self.last_sent: dict[tuple[str, str], float] = {}
         self.is_live: IsLive = lambda tenant, sub_id: True
         self._stats_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -274,7 +275,7 @@ class DeliveryService:
                     break
                 throttling = w.queue[0][1].get("throttling")
                 if throttling:
-                    wait = w.last_sent + throttling - time.monotonic()
+                    wait = self.last_sent.get((w.tenant, w.sub_id), 0.0) + throttling - time.monotonic()
                     if wait > 0:
                         await asyncio.sleep(wait)
                         await self._refill(w)
@@ -315,14 +316,14 @@ class DeliveryService:
                 if attempt < self.max_attempts - 1:
                     await asyncio.sleep(self.backoff(attempt))
                 continue
-            w.last_sent = time.monotonic()
+            self.last_sent[(w.tenant, w.sub_id)] = time.monotonic()
             self._count(w, ok=True, final=True)
             break
         else:
             log.warning("notification failed for good", extra={"fields": {
                 "subscription": w.sub_id, "tenant": w.tenant, "id": item["notification"]["id"],
                 "attempts": self.max_attempts, "error": error}})
-            w.last_sent = time.monotonic()
+            self.last_sent[(w.tenant, w.sub_id)] = time.monotonic()
         for ref, _ in batch:
             self.outbox.done(ref)
 
@@ -386,6 +387,7 @@ class DeliveryService:
 
     async def forget(self, tenant: str, sub_id: str) -> None:
         self.stats.pop((tenant, sub_id), None)
+        self.last_sent.pop((tenant, sub_id), None)
         await self.store.delete_doc(tenant, STATUS, sub_id)
 
 

@@ -1,0 +1,37 @@
+"""Fixtures for notification tests: a broker app on each store with short retries, and receivers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+
+from broker.app import create_app
+from tests.conftest import STORES, close_store, open_store, test_settings
+from tests.subscriptions.receiver import Receiver
+
+
+@pytest_asyncio.fixture(params=STORES)
+async def nclient(request: pytest.FixtureRequest, services, tmp_path) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
+    """A broker app (each store in turn) that gives up on a notification after 3 attempts."""
+    s = await open_store(request.param, services, tmp_path)
+    app = create_app(test_settings(notify_max_retries=3, subscription_sync_interval=0.2), store=s)
+    c = TestClient(TestServer(app))
+    await c.start_server()
+    try:
+        yield c
+    finally:
+        await c.close()
+        if request.param == "mongo":
+            await close_store(await open_store("mongo", services, tmp_path, prefix=s.prefix))  # type: ignore[attr-defined]
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = await Receiver().start()
+    try:
+        yield r
+    finally:
+        await r.stop()
