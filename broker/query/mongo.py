@@ -54,6 +54,8 @@ MATCH_NOTHING: Filter = {"_id": {"$in": []}}
 
 def encode_key(key: str) -> str:
     """Same as ``broker.store.codec.encode_key``: keys may not contain ``.`` or start with ``$``."""
+    if not key:
+        return "%_"
     key = key.replace("%", "%25").replace(".", "%2E")
     return "%24" + key[1:] if key.startswith("$") else key
 

@@ -10,6 +10,8 @@ from typing import Any
 
 
 def encode_key(key: str) -> str:
+    if not key:
+        return "%_"
     key = key.replace("%", "%25").replace(".", "%2E")
     return "%24" + key[1:] if key.startswith("$") else key
 
