@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from ..entities.expand import check_entity_id, check_name
+from ..entities.expand import check_entity_id, check_name, is_uri
 from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, RenderOptions
 from ..errors import BadRequestData, OperationNotSupported, ResourceNotFound, TooManyResults
 from ..jsonld.termmap import TermMap
@@ -23,6 +23,7 @@ from ..query.parser import parse_geoq, parse_q, parse_scope_q, parse_type_expr
 from ..query.regex import compile_regex
 from .entities import EntityService
 
+_MEMBERS = frozenset({"id", "type", "scope"})
 _RESERVED_ATTRS = frozenset({"id", "type", "@id", "@type", "@context", "scope", "createdAt", "modifiedAt"})
 
 
@@ -153,14 +154,17 @@ def render_options(params: Mapping[str, Any], options: set[str], tm: TermMap,
     opts = RenderOptions(format=fmt, sys_attrs="sysAttrs" in options, lang=params.get("lang") or None)
     keep: set[str] | None = set(attrs) if attrs is not None else None
     if pick is not None:
-        opts.pick_id = "id" in pick
-        opts.pick_type = "type" in pick
-        picked = {tm.expand(check_name(p, "pick")) for p in pick if p not in ("id", "type")}
-        keep = picked if keep is None else keep & picked
+        opts.pick_id, opts.pick_type, opts.pick_scope = "id" in pick, "type" in pick, "scope" in pick
+        keep = (keep or set()) | {tm.expand(check_name(p, "pick")) for p in pick if p not in _MEMBERS}
     if omit is not None:
-        opts.pick_id = "id" not in omit
-        opts.pick_type = "type" not in omit
-        opts.omit = frozenset(tm.expand(check_name(o, "omit")) for o in omit if o not in ("id", "type"))
+        opts.pick_id, opts.pick_type, opts.pick_scope = "id" not in omit, "type" not in omit, "scope" not in omit
+        opts.omit = frozenset(tm.expand(check_name(o, "omit")) for o in omit if o not in _MEMBERS)
+    raw_ds = params.get("datasetId")
+    if raw_ds is not None:
+        ds = split_list(raw_ds, "datasetId") or []
+        if not all(d == "@none" or is_uri(d) for d in ds):
+            raise BadRequestData(f"Invalid datasetId {raw_ds!r}")
+        opts.dataset_id = frozenset(ds)
     opts.attrs = frozenset(keep) if keep is not None else None
     return opts
 

@@ -32,6 +32,7 @@ class MongoStore(Store):
             url, tz_aware=True, serverSelectionTimeoutMS=10000)
         self._known: set[str] = set()
         self._indexed: set[str] = set()
+        self._ferretdb = False
 
     def _db_name(self, tenant: str) -> str:
         return self.prefix if tenant == DEFAULT_TENANT else f"{self.prefix}-{tenant}"
@@ -45,6 +46,8 @@ class MongoStore(Store):
 
     async def start(self) -> None:
         await self.client.admin.command("ping")
+        info = await self.client.admin.command("buildInfo")
+        self._ferretdb = any(k.startswith("ferretdb") for k in info)
         for tenant in await self.tenants():
             await self._ensure_indexes(tenant)
 
@@ -125,9 +128,8 @@ class MongoStore(Store):
 
     async def query_entities(self, tenant: str, query: EntityQuery) -> tuple[list[Doc], int | None]:
         from ..query.evaluator import match_entity
-        from ..query.mongo import compile_entity_query
 
-        flt, exact = compile_entity_query(query)
+        flt, exact = self._compile(query)
         coll = self._entities(tenant)
         if exact:
             total = await coll.count_documents(flt) if query.count else None
@@ -147,14 +149,22 @@ class MongoStore(Store):
                 break
         return page, (seen if query.count else None)
 
+    def _compile(self, query: EntityQuery) -> tuple[dict[str, Any], bool]:
+        """The filter of a query; on FerretDB without ``$elemMatch`` (then never exact)."""
+        from ..query.mongo import compile_entity_query
+
+        flt, exact = compile_entity_query(query)
+        if self._ferretdb and _has_elem_match(flt):
+            return relax_elem_match(flt), False
+        return flt, exact
+
     async def scan_entities(self, tenant: str, query: EntityQuery | None = None) -> AsyncIterator[Doc]:
         from ..query.evaluator import match_entity
-        from ..query.mongo import compile_entity_query
 
         flt: dict[str, Any] = {}
         exact = True
         if query is not None:
-            flt, exact = compile_entity_query(query)
+            flt, exact = self._compile(query)
         async for raw in self._entities(tenant).find(flt).sort(_SORT):
             entity = decode_entity(raw)
             if exact or query is None or match_entity(query, entity):
@@ -186,3 +196,56 @@ class MongoStore(Store):
     async def list_docs(self, tenant: str, collection: str) -> list[Doc]:
         cursor = self.client[self._db_name(tenant)][collection].find({}).sort([("_id", ASCENDING)])
         return [decode_value(raw["d"]) async for raw in cursor]
+
+
+# FerretDB 1.24 answers $elemMatch over arrays of documents wrongly: one field condition matches
+# nothing, several are rejected as "unknown operator". Its dotted paths traverse arrays correctly.
+_KEEP_OPS = frozenset({"$eq", "$gt", "$gte", "$lt", "$lte", "$in", "$regex", "$options", "$all"})
+
+
+def _has_elem_match(flt: Any) -> bool:
+    if isinstance(flt, dict):
+        return "$elemMatch" in flt or any(_has_elem_match(v) for v in flt.values())
+    if isinstance(flt, list):
+        return any(_has_elem_match(v) for v in flt)
+    return False
+
+
+def _positive(cond: Any) -> Any:
+    """The part of a field condition that dotted-path traversal keeps as a superset (None: nothing)."""
+    if not isinstance(cond, dict) or not any(k.startswith("$") for k in cond):
+        return cond  # equality with a literal
+    kept = {op: arg for op, arg in cond.items()
+            if op in _KEEP_OPS or (op == "$exists" and arg is True)}
+    if "$options" in kept and "$regex" not in kept:
+        del kept["$options"]
+    return kept or None
+
+
+def relax_elem_match(flt: Any) -> Any:
+    """A superset of ``flt`` without ``$elemMatch``: each becomes dotted conditions on the array's
+    field (met perhaps by different elements); negative conditions are dropped. Valid because the
+    compiled filters are monotone (no ``$not``/``$nor`` around them); the caller post-filters."""
+    if isinstance(flt, list):
+        return [relax_elem_match(f) for f in flt]
+    if not isinstance(flt, dict):
+        return flt
+    out: dict[str, Any] = {}
+    extra: list[dict[str, Any]] = []
+    for key, cond in flt.items():
+        if key in ("$and", "$or"):
+            out[key] = [relax_elem_match(f) for f in cond]
+        elif isinstance(cond, dict) and "$elemMatch" in cond:
+            parts = [{f"{key}.{sub}": kept} for sub, sub_cond in cond["$elemMatch"].items()
+                     if (kept := _positive(sub_cond)) is not None]
+            extra.extend(parts or [{key: {"$exists": True}}])
+        else:
+            out[key] = cond
+    if not extra:
+        return out
+    if "$and" in out:
+        out["$and"] = [*out["$and"], *extra]
+        return out
+    if not out and len(extra) == 1:
+        return extra[0]
+    return {**out, "$and": extra} if out else {"$and": extra}

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from ..errors import AlreadyExists
+from ..query.ast import And, TypeName
 from ..query.model import EntityQuery
 from .base import Doc, Store
 
@@ -32,20 +33,46 @@ CREATE TABLE IF NOT EXISTS docs (
 """
 
 
-class _Tenant:
-    """In-memory view of one tenant: entities in creation order, plus a per-type index."""
+def _order_key(entity: Doc) -> tuple[str, str]:
+    """The stable query order of both stores: creation time, then id."""
+    return entity.get("createdAt", ""), entity["id"]
 
-    __slots__ = ("entities", "by_type", "seq")
+
+class _Tenant:
+    """In-memory view of one tenant: entities in query order, plus a per-type index.
+
+    Dicts keep insertion order, which is the query order as long as entities arrive in
+    (createdAt, id) order. An entity that arrives out of order (same millisecond, smaller id; a
+    clock step back; a type added by an update) marks the affected dict unsorted, and it is
+    re-sorted once before the next read that iterates it.
+    """
+
+    __slots__ = ("entities", "by_type", "seq", "_last", "_unsorted", "_unsorted_types")
 
     def __init__(self) -> None:
         self.entities: dict[str, Doc] = {}
         self.by_type: dict[str, dict[str, Doc]] = {}
         self.seq = 0
+        self._last: dict[str, tuple[str, str]] = {}  # last key appended per type ("" = all)
+        self._unsorted = False
+        self._unsorted_types: set[str] = set()
+
+    def _append(self, bucket: dict[str, Doc], name: str, entity: Doc) -> bool:
+        """Append; False when the entity sorts before the bucket's last one."""
+        key = _order_key(entity)
+        bucket[entity["id"]] = entity
+        last = self._last.get(name)
+        if last is None or key >= last:
+            self._last[name] = key
+            return True
+        return False
 
     def add(self, entity: Doc) -> None:
-        self.entities[entity["id"]] = entity
+        if not self._append(self.entities, "", entity):
+            self._unsorted = True
         for t in entity.get("type", ()):
-            self.by_type.setdefault(t, {})[entity["id"]] = entity
+            if not self._append(self.by_type.setdefault(t, {}), t, entity):
+                self._unsorted_types.add(t)
 
     def remove(self, entity_id: str) -> Doc | None:
         old = self.entities.pop(entity_id, None)
@@ -56,10 +83,12 @@ class _Tenant:
                     bucket.pop(entity_id, None)
                     if not bucket:
                         del self.by_type[t]
+                        self._last.pop(t, None)
+                        self._unsorted_types.discard(t)
         return old
 
     def replace(self, entity: Doc) -> None:
-        """Keep the entity's place in creation order while its types may change."""
+        """Keep the entity's place in query order while its types may change."""
         old = self.entities[entity["id"]]
         for t in old.get("type", ()):
             if t not in entity.get("type", ()):
@@ -68,9 +97,32 @@ class _Tenant:
                     bucket.pop(entity["id"], None)
                     if not bucket:
                         del self.by_type[t]
+                        self._last.pop(t, None)
+                        self._unsorted_types.discard(t)
         self.entities[entity["id"]] = entity
         for t in entity.get("type", ()):
-            self.by_type.setdefault(t, {})[entity["id"]] = entity
+            bucket = self.by_type.setdefault(t, {})
+            if entity["id"] in bucket:
+                bucket[entity["id"]] = entity
+            elif not self._append(bucket, t, entity):
+                self._unsorted_types.add(t)
+
+    def ordered(self) -> dict[str, Doc]:
+        """Every entity in query order."""
+        if self._unsorted:
+            self.entities = dict(sorted(self.entities.items(), key=lambda kv: _order_key(kv[1])))
+            self._unsorted = False
+        return self.entities
+
+    def ordered_type(self, type_iri: str) -> dict[str, Doc]:
+        """The entities of one type in query order."""
+        bucket = self.by_type.get(type_iri)
+        if bucket is None:
+            return {}
+        if type_iri in self._unsorted_types:
+            bucket = self.by_type[type_iri] = dict(sorted(bucket.items(), key=lambda kv: _order_key(kv[1])))
+            self._unsorted_types.discard(type_iri)
+        return bucket
 
 
 class SqliteStore(Store):
@@ -182,14 +234,14 @@ class SqliteStore(Store):
 
     def _candidates(self, t: _Tenant, query: EntityQuery | None) -> list[Doc] | Any:
         if query is None:
-            return t.entities.values()
-        if query.ids:
+            return t.ordered().values()
+        if query.ids is not None:
             found = [t.entities[i] for i in dict.fromkeys(query.ids) if i in t.entities]
-            return sorted(found, key=lambda e: (e.get("createdAt", ""), e["id"]))
+            return sorted(found, key=_order_key)
         single = _single_type(query.types)
         if single is not None:
-            return t.by_type.get(single, {}).values()
-        return t.entities.values()
+            return t.ordered_type(single).values()
+        return t.ordered().values()
 
     async def query_entities(self, tenant: str, query: EntityQuery) -> tuple[list[Doc], int | None]:
         from ..query.evaluator import match_entity
@@ -250,8 +302,9 @@ class SqliteStore(Store):
 
 
 def _single_type(types: Any) -> str | None:
-    """The one type IRI a type expression demands, if it is a single term (index fast path)."""
-    iri = getattr(types, "iri", None)
-    if isinstance(iri, str) and type(types).__name__ in ("TypeTerm", "TypeName", "Type"):
-        return iri
+    """A type IRI every match must have (a single term, or a term of a conjunction): the index to scan."""
+    if isinstance(types, TypeName):
+        return types.iri
+    if isinstance(types, And):
+        return next((n.iri for n in types.items if isinstance(n, TypeName)), None)
     return None
