@@ -9,7 +9,8 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from broker.app import create_app
-from tests.conftest import STORES, close_store, open_store, test_settings
+from tests.conftest import STORES, close_store, open_store
+from tests.conftest import test_settings as broker_settings
 from tests.subscriptions.receiver import Receiver
 
 
@@ -17,7 +18,7 @@ from tests.subscriptions.receiver import Receiver
 async def nclient(request: pytest.FixtureRequest, services, tmp_path) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
     """A broker app (each store in turn) that gives up on a notification after 3 attempts."""
     s = await open_store(request.param, services, tmp_path)
-    app = create_app(test_settings(notify_max_retries=3, subscription_sync_interval=0.2), store=s)
+    app = create_app(broker_settings(notify_max_retries=3, subscription_sync_interval=0.2), store=s)
     c = TestClient(TestServer(app))
     await c.start_server()
     try:

@@ -1,0 +1,70 @@
+"""At-least-once across a crash: the real broker process, SIGKILLed with a notification pending."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.services import free_port, wait_port
+from tests.subscriptions.receiver import Receiver
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start(port: int, store_args: list[str]) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--agents", "false",
+           "--mqtt-url", "off", "--log-format", "text", *store_args]
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+async def _post(url: str, body: dict) -> int:  # type: ignore[type-arg]
+    async with aiohttp.ClientSession() as s, s.post(url, json=body) as r:
+        return r.status
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mongo"])
+async def test_notification_survives_sigkill(backend: str, services, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    if backend == "sqlite":
+        store_args = ["--sqlite-path", str(tmp_path / "broker.sqlite3")]
+    else:
+        store_args = ["--mongodb-url", services.mongodb_url, "--mongodb-db", "k" + uuid.uuid4().hex[:10]]
+    port = free_port()
+    receiver = Receiver()  # down: the broker cannot deliver
+    base = f"http://127.0.0.1:{port}/ngsi-ld/v1"
+    proc = _start(port, store_args)
+    try:
+        await asyncio.to_thread(wait_port, port, proc, "broker", 30)
+        sub = {"type": "Subscription", "entities": [{"type": "Room"}],
+               "notification": {"endpoint": {"uri": receiver.url}}}
+        assert await _post(f"{base}/subscriptions", sub) == 201
+        entity = {"id": "urn:ngsi-ld:Room:crash", "type": "Room", "t": {"type": "Property", "value": 7}}
+        assert await _post(f"{base}/entities", entity) == 201
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=20)
+    await receiver.start()
+    proc = _start(port, store_args)
+    try:
+        got = await receiver.next(timeout=30)
+        assert got["body"]["data"][0]["id"] == "urn:ngsi-ld:Room:crash"
+        assert got["body"]["data"][0]["t"]["value"] == 7
+    finally:
+        await receiver.stop()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
+    if backend == "mongo":
+        from broker.store.mongo import MongoStore
+
+        store = MongoStore(services.mongodb_url, store_args[-1])
+        for tenant in await store.tenants():
+            await store.drop_tenant(tenant)
+        await store.close()
