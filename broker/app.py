@@ -10,6 +10,7 @@ from .api import batch as batch_api
 from .api import contexts as contexts_api
 from .api import discovery as discovery_api
 from .api import entities as entities_api
+from .api import openapi as openapi_api
 from .api import query as query_api
 from .api import subscriptions as subscriptions_api
 from .api import system as system_api
@@ -90,6 +91,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     discovery_api.add_routes(app)
     contexts_api.add_routes(app)
     subscriptions_api.add_routes(app)
+    openapi_api.add_routes(app)  # last: it documents the routes registered above
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         await store.start()
