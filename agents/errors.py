@@ -196,3 +196,45 @@ class UltralightParseError(PayloadError):
 
 class JsonPayloadError(PayloadError):
     code = "PARSE_ERROR"
+
+
+class MissingConfigParams(IotaError):
+    code, status = "MISSING_CONFIG_PARAMS", 400
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"Some parameters were missing from the request: {_dump(missing)}")
+
+
+class MandatoryParamsNotFound(IotaError):
+    """HTTP southbound request without ``k`` or ``i`` (iotagent-json's ``MANDATORY_PARAMS_NOT_FOUND_HTTP``)."""
+
+    code, status = "MANDATORY_PARAMS_NOT_FOUND_HTTP", 400
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"Mandatory parameters not found: {_dump(missing)}")
+
+
+class InvalidMeasure(IotaError):
+    """The mapped entity was refused by the broker's validation (e.g. a malformed GeoJSON value)."""
+
+    code, status = "WRONG_SYNTAX", 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"The measure could not be mapped to a valid entity: {detail}")
+
+
+class WriteFailed(IotaError):
+    """The context broker (in-process or remote) did not accept the update."""
+
+    code, status = "ENTITY_GENERIC_ERROR", 500
+
+    def __init__(self, detail: str, status: int = 500) -> None:
+        self.status = status
+        super().__init__(f"Error updating the context broker: {detail}")
+
+
+class Overloaded(IotaError):
+    code, status = "SERVICE_UNAVAILABLE", 503
+
+    def __init__(self) -> None:
+        super().__init__("The agent is shutting down")

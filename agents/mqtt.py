@@ -1,0 +1,276 @@
+"""MQTT southbound through Mosquitto: measures, command results and configuration requests in, commands out.
+
+Topics (leading ``/`` and the ``json/`` / ``ul/`` prefix optional, as in iotagent-json and iotagent-ul):
+``{apikey}/{deviceId}/attrs[/{attr}]``, ``.../cmdexe``, ``.../configuration/commands``; the agent publishes
+commands on ``/{apikey}/{deviceId}/cmd`` and configuration on ``/{apikey}/{deviceId}/configuration/values``.
+Without a prefix the payload decides: JSON objects/arrays are IoTA-JSON, ``k|v`` text is UltraLight.
+
+Scale-out: MQTT v5 shared subscriptions (``$share/<group>/...``), so every agent process sharing the group
+gets a part of the traffic. Delivery: QoS 1 subscriptions with *manual* acknowledgements (paho's
+``manual_ack``): a message is acknowledged only after the write that carried it finished (or it was
+refused for good), so an agent that dies mid-write gets it redelivered on its persistent session.
+The session's Receive Maximum bounds the unacknowledged messages Mosquitto sends us, which is the
+backpressure: when the write queue is full the consumer waits, acks stop, and Mosquitto holds back.
+A supervisor reconnects with exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from agents import iotajson, ultralight
+from agents.commands import Commands, is_ultralight
+from agents.errors import IotaError, PayloadError
+from agents.metrics import AgentMetrics
+from agents.southbound import JSON, UL, Southbound
+
+log = logging.getLogger("agents.mqtt")
+
+TRANSPORT = "mqtt"
+KINDS = ("attrs", "cmdexe", "configuration")
+FILTERS = (
+    "+/+/attrs", "+/+/attrs/+", "+/+/+/attrs", "+/+/+/attrs/+", "+/+/+/+/attrs", "+/+/+/+/attrs/+",
+    "+/+/cmdexe", "+/+/+/cmdexe", "+/+/+/+/cmdexe",
+    "+/+/configuration/commands", "+/+/+/configuration/commands", "+/+/+/+/configuration/commands",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    prefix: str  # "json", "ul" or ""
+    apikey: str
+    device_id: str
+    kind: str  # attrs, cmdexe, configuration
+    attr: str | None = None
+
+
+def parse_topic(topic: str) -> Topic | None:
+    """``[/][json/|ul/]{apikey}/{id}/{attrs[/attr]|cmdexe|configuration/commands}``; None if not ours."""
+    parts = topic[1:].split("/") if topic.startswith("/") else topic.split("/")
+    prefix = ""
+    if len(parts) >= 4 and parts[0] in ("json", "ul") and parts[3] in KINDS:
+        prefix, parts = parts[0], parts[1:]
+    if len(parts) < 3 or not parts[0] or not parts[1]:
+        return None
+    apikey, device_id, kind, rest = parts[0], parts[1], parts[2], parts[3:]
+    if kind == "attrs" and len(rest) <= 1:
+        return Topic(prefix, apikey, device_id, kind, rest[0] if rest else None)
+    if kind == "cmdexe" and not rest:
+        return Topic(prefix, apikey, device_id, kind)
+    if kind == "configuration" and rest == ["commands"]:
+        return Topic(prefix, apikey, device_id, kind)
+    return None
+
+
+def looks_like_json(payload: bytes) -> bool:
+    head = payload.lstrip()[:1]
+    return head in (b"{", b"[")
+
+
+def config_dt(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+class MqttTransport:
+    def __init__(self, url: str, south: Southbound, commands: Commands, metrics: AgentMetrics, *,
+                 share_group: str = "iota", identifier: str | None = None, receive_maximum: int = 2000,
+                 session_expiry: int = 300, max_backoff: float = 30.0) -> None:
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 1883
+        self.username = parts.username
+        self.password = parts.password
+        self.south = south
+        self.commands = commands
+        self.metrics = metrics
+        self.share_group = share_group
+        self.identifier = identifier or f"iota-{socket.gethostname()}-{random.getrandbits(32):08x}"
+        self.receive_maximum = receive_maximum
+        self.session_expiry = session_expiry
+        self.max_backoff = max_backoff
+        self.client: aiomqtt.Client | None = None
+        self.connected = False
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._closing = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name="iota-mqtt")
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def close(self) -> None:
+        """Finish the writes in flight (so their messages get acked), then end the session for good."""
+        self._closing = True
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=10)
+        client = self.client
+        if client is not None and self._task is not None:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0  # a clean stop: Mosquitto must not keep our shared share
+            client._client.disconnect(properties=props)  # noqa: SLF001
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._task), 5)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _client(self) -> aiomqtt.Client:
+        props = Properties(PacketTypes.CONNECT)
+        props.ReceiveMaximum = self.receive_maximum
+        props.SessionExpiryInterval = self.session_expiry
+        client = aiomqtt.Client(self.host, self.port, username=self.username, password=self.password,
+                                identifier=self.identifier, protocol=aiomqtt.ProtocolVersion.V5,
+                                clean_start=False, properties=props, keepalive=30)
+        # aiomqtt acks on receipt; paho's manual_ack lets us ack after the write (at-least-once).
+        client._client.manual_ack_set(True)  # noqa: SLF001 - no public switch in aiomqtt 2.x
+        return client
+
+    async def _supervise(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                client = self._client()
+                async with client:
+                    self.client = client
+                    await client.subscribe([(f"$share/{self.share_group}/{f}", SubscribeOptions(qos=1))
+                                            for f in FILTERS])
+                    self.connected = True
+                    self._ready.set()
+                    backoff = 0.5
+                    log.info("MQTT agent subscribed", extra={"fields": {"broker": f"{self.host}:{self.port}",
+                                                                        "group": self.share_group}})
+                    async for message in client.messages:
+                        await self._handle(client, message)
+            except asyncio.CancelledError:
+                raise
+            except aiomqtt.MqttError as exc:
+                if self._closing:
+                    return
+                log.warning("MQTT connection lost (%s); reconnecting in %.1fs", exc, backoff)
+            except Exception:  # noqa: BLE001 - the supervisor never dies
+                log.exception("MQTT consumer failed; reconnecting in %.1fs", backoff)
+            finally:
+                self.connected = False
+                self._ready.clear()
+                self.client = None
+            if self._closing:
+                return
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+            backoff = min(backoff * 2, self.max_backoff)
+
+    # ------------------------------------------------------------------ outbound
+    async def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False) -> None:
+        await self.wait_ready()
+        assert self.client is not None
+        await self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    # ------------------------------------------------------------------ inbound
+    @staticmethod
+    def _ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        if message.qos > 0:
+            client._client.ack(message.mid, message.qos)  # noqa: SLF001
+
+    def _ack_when_done(self, client: aiomqtt.Client, message: aiomqtt.Message, future: asyncio.Future[Any]) -> None:
+        self._pending.add(future)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._pending.discard(f)
+            if not f.cancelled() and f.exception() is not None:
+                exc = f.exception()
+                log.warning("MQTT measure on %s not written: %s", message.topic.value,
+                            getattr(exc, "message", repr(exc)))
+            if self.client is client:  # a mid belongs to its connection
+                self._ack(client, message)
+
+        future.add_done_callback(done)
+
+    async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        topic = parse_topic(message.topic.value)
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        if topic is None:
+            self._ack(client, message)
+            return
+        try:
+            if topic.kind == "attrs":
+                future = await self._measures(topic, payload)
+            elif topic.kind == "cmdexe":
+                future = await self._command_result(topic, payload)
+            else:
+                await self._configuration(topic, payload)
+                future = None
+        except IotaError as exc:
+            if isinstance(exc, PayloadError):
+                self.metrics.received[TRANSPORT] += 1
+                self.south.reject(TRANSPORT, exc, 1, f"MQTT payload on {message.topic.value}")
+            self._ack(client, message)
+            return
+        if future is None:
+            self._ack(client, message)
+        else:
+            self._ack_when_done(client, message, future)
+
+    def _is_ul(self, topic: Topic, payload: bytes) -> bool:
+        if topic.prefix:
+            return topic.prefix == "ul"
+        return not looks_like_json(payload) and b"|" in payload
+
+    async def _measures(self, topic: Topic, payload: bytes) -> asyncio.Future[None]:
+        ul = self._is_ul(topic, payload)
+        if topic.attr is not None:
+            if ul:
+                value = ultralight.cast_value(payload.decode("utf-8", errors="replace"))
+            else:
+                value = iotajson.parse_single_attribute(payload)
+            groups = [iotajson.attribute_measure(topic.attr, value)]
+        elif ul:
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ultralight.UltralightParseError("payload is not UTF-8") from None
+            groups = ultralight.parse_measures(text)
+        else:
+            groups = iotajson.parse_measures(payload)
+        return await self.south.measures(TRANSPORT, UL if ul else JSON, topic.apikey, topic.device_id, groups)
+
+    async def _command_result(self, topic: Topic, payload: bytes) -> asyncio.Future[None]:
+        if self._is_ul(topic, payload) or (not topic.prefix and b"@" in payload and not looks_like_json(payload)):
+            res = ultralight.parse_command_result(payload.decode("utf-8", errors="replace"))
+            results = {res.command: res.result}
+        else:
+            results = iotajson.parse_command_results(payload)
+        return await self.south.command_results(TRANSPORT, topic.apikey, topic.device_id, results)
+
+    async def _configuration(self, topic: Topic, payload: bytes) -> None:
+        ul = self._is_ul(topic, payload) or (not topic.prefix and not looks_like_json(payload))
+        if ul:
+            req = ultralight.parse_configuration_request(payload.decode("utf-8", errors="replace"))
+            fields = req.attributes
+        else:
+            jreq = iotajson.parse_configuration_request(payload)
+            fields = jreq.fields
+        dev = await self.south.device(TRANSPORT, UL if ul else JSON, topic.apikey, topic.device_id,
+                                      autoprovision=False)
+        values = await self.south.configuration(dev, fields)
+        if ul or is_ultralight(dev):
+            out: str = ultralight.format_configuration(dev.device_id, values, config_dt())
+        else:
+            out = iotajson.format_configuration(values, config_dt())
+        await self.publish(f"/{topic.apikey}/{topic.device_id}/configuration/values", out, 1)
