@@ -132,6 +132,16 @@ async def command_results(request: web.Request) -> web.Response:
 
 async def dispatch(request: web.Request) -> web.Response:
     """Route by path: known resources, and any resource a config group declared."""
+    try:
+        return await _route(request)
+    except MandatoryParamsNotFound as exc:
+        agents = request.app[AGENTS]
+        agents.metrics.received[TRANSPORT] += 1
+        agents.south.reject(TRANSPORT, exc, 1, "HTTP request")
+        raise
+
+
+async def _route(request: web.Request) -> web.Response:
     path = request.path.rstrip("/")
     if "/attrs/" in path and request.method == "POST":
         return await single_attribute(request, path.rsplit("/attrs/", 1)[1])
