@@ -21,9 +21,8 @@ from aiohttp import web
 from agents.errors import InvalidMeasure, WriteFailed
 from broker.api import keys
 from broker.entities.expand import Expander
-from broker.errors import AlreadyExists, NgsiLdError
+from broker.errors import NgsiLdError
 from broker.jsonld.termmap import TermMap
-from broker.services.entities import UpdateResult, append_mutation
 from broker.timeutil import now_iso
 
 log = logging.getLogger("agents.writer")
@@ -61,7 +60,7 @@ def json_ld_context(setting: str) -> Any:
 
 
 class LocalWriter:
-    """Writes through the broker app's batch service (or, until it exists, its entity service)."""
+    """Writes through the broker app's batch service: one ``upsert_entities`` call per grouped write."""
 
     def __init__(self, app: web.Application, context: Any) -> None:
         self.app = app
@@ -87,25 +86,11 @@ class LocalWriter:
             raise InvalidMeasure(exc.detail if hasattr(exc, "detail") else str(exc)) from None
 
     async def write(self, tenant: str, servicepath: str, entities: list[dict[str, Any]]) -> WriteOutcome:
-        batch_key = getattr(keys, "BATCH", None)
-        batch = self.app.get(batch_key) if batch_key is not None else None
+        result = await self.app[keys.BATCH].upsert_entities(tenant, entities, mode="update", source=SOURCE)
         outcome = WriteOutcome()
-        if batch is not None:
-            result = await batch.upsert_entities(tenant, entities, mode="update", source=SOURCE)
-            for err in getattr(result, "errors", None) or []:
-                entity_id, reason = _error_of(err)
-                outcome.failed[entity_id] = reason
-            return outcome
-        service = self.app[keys.ENTITIES]
-        for entity in entities:  # sequential: the same id may repeat in a multimeasure
-            try:
-                try:
-                    await service.create(tenant, entity, source=SOURCE)
-                except AlreadyExists:
-                    await service.modify(tenant, entity["id"],
-                                         append_mutation(entity, False, UpdateResult(), {}), SOURCE)
-            except NgsiLdError as exc:
-                outcome.failed[entity["id"]] = str(exc)
+        for err in result.errors:
+            entity_id, reason = _error_of(err)
+            outcome.failed[entity_id] = reason
         return outcome
 
     async def read(self, tenant: str, entity_id: str, names: list[str]) -> dict[str, Any] | None:
@@ -125,6 +110,10 @@ class LocalWriter:
 
 
 def _error_of(err: Any) -> tuple[str, str]:
+    """``(entity_id, NgsiLdError)`` from BatchService, or an NGSI-LD batch error object from a remote broker."""
+    if isinstance(err, tuple) and len(err) == 2:
+        exc = err[1]
+        return str(err[0]), getattr(exc, "detail", None) or str(exc)
     if isinstance(err, dict):
         entity_id = err.get("entityId") or err.get("id") or ""
         detail = err.get("error", err)
