@@ -117,7 +117,7 @@ async def command_results(request: web.Request) -> web.Response:
     k, i = _params(request)
     raw = await request.text()
     try:
-        if resource == UL_RESOURCE or request.content_type == "text/plain":
+        if _is_ul(request, resource):
             res = ultralight.parse_command_result(raw)
             results = {res.command: res.result}
         else:
