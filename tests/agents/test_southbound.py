@@ -205,3 +205,39 @@ async def test_grouped_writes_wait_when_the_queue_is_full(lite: Stack) -> None:
         assert stored["attrs"][CORE + "n"][0]["value"] == 293  # the last of its measures, in order
     finally:
         await ingestor.close()
+
+
+async def test_two_agent_processes_share_the_mqtt_load(lite: Stack) -> None:
+    """MQTT v5 shared subscriptions: a second agent in the same share group takes part of the traffic."""
+    import uuid
+
+    from agents.runtime import start_agents
+    from tests.services import free_port
+
+    group = "share" + uuid.uuid4().hex[:6]
+    settings = lite.runtime.agents.settings.model_copy(update={"iota_north_port": free_port(),
+                                                              "iota_http_port": free_port()})
+    first_settings = settings.model_copy(update={"iota_north_port": free_port(), "iota_http_port": free_port()})
+    [a] = await start_agents(lite.app, first_settings, lite.mqtt_url, share_group=group)
+    [b] = await start_agents(lite.app, settings, lite.mqtt_url, share_group=group)
+    try:
+        await a.agents.mqtt.wait_ready()
+        await b.agents.mqtt.wait_ready()
+        await lite.provision_group("/iot/json")
+        await a.agents.registry.refresh()
+        await b.agents.registry.refresh()
+        async with mqtt_client(lite) as c:
+            for i in range(200):
+                await c.publish(f"/json/{APIKEY}/d{i % 20}/attrs", f'{{"n": {i}}}'.encode(), qos=1)
+        done = lambda: a.agents.metrics.accepted["mqtt"] + b.agents.metrics.accepted["mqtt"]  # noqa: E731
+
+        async def all_written() -> bool:
+            return done() == 200
+
+        await eventually(all_written, "200 measures written by the two agents")
+        assert a.agents.metrics.accepted["mqtt"] > 0 and b.agents.metrics.accepted["mqtt"] > 0
+        entities = [await lite.runtime.agents.store.get_entity(SERVICE, f"urn:ngsi-ld:Thing:d{i}") for i in range(20)]
+        assert all(e is not None for e in entities)
+    finally:
+        await a.cleanup()
+        await b.cleanup()
