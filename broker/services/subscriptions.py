@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from models.subscriptions import DEFAULT_TRIGGERS, MQTT_VERSIONS, SubscriptionIn
 
 from ..entities.expand import check_name, is_uri
-from ..errors import AlreadyExists, BadRequestData, NonexistentTenant, ResourceNotFound
+from ..errors import BadRequestData, NonexistentTenant, ResourceNotFound
 from ..jsonld.resolver import ContextResolver
 from ..jsonld.termmap import TermMap
 from ..query.ast import GeoQuery, QNode, ScopeNode, TypeName, TypeNode
@@ -346,9 +346,6 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
 
 # ---------------------------------------------------------------------------------- the service
 
-StatsLookup = Callable[[str, str], "asyncio.Future[dict[str, Any]] | Any"]
-
-
 class SubscriptionService:
     """CRUD over the store plus the in-memory index, kept in step with the store by polling."""
 
@@ -496,5 +493,5 @@ class SubscriptionService:
             idx.remove(sub_id)
 
 
-__all__ = ["AlreadyExists", "Compiled", "SubscriptionService", "TenantIndex", "build_subscription",
+__all__ = ["Compiled", "SubscriptionService", "TenantIndex", "build_subscription",
            "render_subscription"]
