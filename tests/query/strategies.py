@@ -85,78 +85,107 @@ geometries: st.SearchStrategy[dict[str, Any]] = st.one_of(
 )
 
 
+# Strategies are built once: constructing them inside composites dominates generation time.
+_kinds = st.sampled_from(["Property", "Property", "Relationship", "LanguageProperty", "VocabProperty",
+                          "JsonProperty", "ListProperty", "ListRelationship"])
+_urn = st.sampled_from(URNS)
+_string = st.sampled_from(STRINGS)
+_objects = st.one_of(_urn, st.lists(_urn, max_size=2))
+_strings = st.one_of(_string, st.lists(_string, max_size=2))
+_language_maps = st.dictionaries(st.sampled_from(["en", "fr"]), _strings, max_size=2)
+_value_lists = st.lists(json_values, max_size=3)
+_object_lists = st.lists(_urn, max_size=3)
+_datetime = st.sampled_from(DATETIMES)
+_unit = st.sampled_from(["CEL", "FAH"])
+_one_in_3 = st.integers(0, 2)
+_one_in_4 = st.integers(0, 3)
+_one_in_5 = st.integers(0, 4)
+
+
 @st.composite
 def instances(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
     """One attribute instance of any NGSI-LD attribute type, with optional members and subs."""
-    kind = draw(st.sampled_from(["Property", "Property", "Relationship", "LanguageProperty",
-                                 "VocabProperty", "JsonProperty", "ListProperty", "ListRelationship"]))
+    kind = draw(_kinds)
     inst: dict[str, Any] = {"type": kind}
     if kind == "Property":
         inst["value"] = draw(json_values)
     elif kind == "Relationship":
-        inst["object"] = draw(st.one_of(st.sampled_from(URNS), st.lists(st.sampled_from(URNS), max_size=2)))
+        inst["object"] = draw(_objects)
     elif kind == "LanguageProperty":
-        inst["languageMap"] = draw(st.dictionaries(
-            st.sampled_from(["en", "fr"]),
-            st.one_of(st.sampled_from(STRINGS), st.lists(st.sampled_from(STRINGS), max_size=2)),
-            max_size=2))
+        inst["languageMap"] = draw(_language_maps)
     elif kind == "VocabProperty":
-        inst["vocab"] = draw(st.one_of(st.sampled_from(STRINGS), st.lists(st.sampled_from(STRINGS), max_size=2)))
+        inst["vocab"] = draw(_strings)
     elif kind == "JsonProperty":
         inst["json"] = draw(json_values)
     elif kind == "ListProperty":
-        inst["valueList"] = draw(st.lists(json_values, max_size=3))
+        inst["valueList"] = draw(_value_lists)
     else:
-        inst["objectList"] = draw(st.lists(st.sampled_from(URNS), max_size=3))
+        inst["objectList"] = draw(_object_lists)
     if draw(st.booleans()):
-        inst["observedAt"] = draw(st.sampled_from(DATETIMES))
-    if draw(st.integers(0, 3)) == 0:
-        inst["unitCode"] = draw(st.sampled_from(["CEL", "FAH"]))
-    if depth == 0 and draw(st.integers(0, 2)) == 0:
-        inst["subs"] = draw(st.dictionaries(st.sampled_from(SUBS).map(expand), instances(depth + 1),
-                                            min_size=1, max_size=2))
+        inst["observedAt"] = draw(_datetime)
+    if draw(_one_in_4) == 0:
+        inst["unitCode"] = draw(_unit)
+    if depth == 0 and draw(_one_in_3) == 0:
+        inst["subs"] = draw(_sub_attrs)
     return inst
+
+
+_sub_attrs = st.dictionaries(st.sampled_from(SUBS).map(expand), instances(1), min_size=1, max_size=2)
+_instance_lists = st.lists(instances(), min_size=1, max_size=2)
 
 
 @st.composite
 def attribute(draw: st.DrawFn) -> list[dict[str, Any]]:
     """The instances of one attribute: a default instance and/or some datasetIds."""
-    insts = draw(st.lists(instances(), min_size=1, max_size=2))
+    insts = draw(_instance_lists)
     for n, inst in enumerate(insts):
         if n or draw(st.booleans()):
             inst["datasetId"] = f"urn:ngsi-ld:Dataset:{n}"
     return insts
 
 
+_geometry_lists = st.lists(geometries, min_size=1, max_size=2)
+
+
 @st.composite
 def geo_attribute(draw: st.DrawFn) -> list[dict[str, Any]]:
-    geoms = draw(st.lists(geometries, min_size=1, max_size=2))
+    geoms = draw(_geometry_lists)
     insts = [{"type": "GeoProperty", "value": g} for g in geoms]
     for n, inst in enumerate(insts[1:], start=1):
         inst["datasetId"] = f"urn:ngsi-ld:Dataset:{n}"
     return insts
 
 
+_id = st.sampled_from(IDS)
+_types = st.lists(st.sampled_from(TYPES).map(expand), min_size=1, max_size=2, unique=True)
+_scopes = st.lists(st.sampled_from(SCOPES), min_size=1, max_size=2, unique=True)
+_attrs = st.dictionaries(st.sampled_from(ATTRS).map(expand), attribute(), max_size=3)
+_geo_attribute = geo_attribute()
+
+
 @st.composite
 def _entity(draw: st.DrawFn, with_location: bool | None) -> dict[str, Any]:
     entity: dict[str, Any] = {
-        "id": draw(st.sampled_from(IDS)),
-        "type": draw(st.lists(st.sampled_from(TYPES).map(expand), min_size=1, max_size=2, unique=True)),
+        "id": draw(_id),
+        "type": draw(_types),
         "createdAt": "2024-01-01T00:00:00.000Z",
         "modifiedAt": "2024-01-01T00:00:00.000Z",
     }
     if draw(st.booleans()):
-        entity["scope"] = draw(st.lists(st.sampled_from(SCOPES), min_size=1, max_size=2, unique=True))
-    attrs = draw(st.dictionaries(st.sampled_from(ATTRS).map(expand), attribute(), max_size=3))
+        entity["scope"] = draw(_scopes)
+    attrs = draw(_attrs)
     if with_location if with_location is not None else draw(st.booleans()):
-        attrs[LOCATION] = draw(geo_attribute())
+        attrs[LOCATION] = draw(_geo_attribute)
     entity["attrs"] = attrs
     return entity
 
 
+_entities = {flag: _entity(flag) for flag in (None, True, False)}
+
+
 def entities(with_location: bool | None = None) -> st.SearchStrategy[dict[str, Any]]:
     """Stored entity dicts (names expanded with :func:`expand`); optionally force a location."""
-    return _entity(with_location)
+    return _entities[with_location]
 
 
 # ------------------------------------------------------------------------------------- queries
@@ -170,31 +199,43 @@ _LISTS = ("1,2", '"x",2,true', "urn:ngsi-ld:T:1,urn:ngsi-ld:T:2", '"ab","y"', "t
 _REGEXES = ("x", "^x$", '"a|b"', "X[0-9]", r"\d", "(?i)x", "^urn:.*1$", ".*", '"^$"', "T:(1|2)", "ü")
 
 _single = st.sampled_from(_NUMBERS + _STRINGISH + _DATES + ("true", "false"))
+_eq_operand = st.one_of(_single, st.sampled_from(_RANGES + _LISTS))
+_regex = st.sampled_from(_REGEXES)
+_ops = st.sampled_from(["", "==", "!=", ">", ">=", "<", "<=", "~=", "!~=", "==", "!="])
+_attr_name = st.sampled_from(ATTRS)
+_sub_name = st.sampled_from(SUBS)
+_member = st.sampled_from(["observedAt", "unitCode", "datasetId"])
+_keys = st.lists(st.sampled_from(KEYS), min_size=1, max_size=2)
+_tail = st.integers(0, 5)
 
 
 @st.composite
 def attr_paths(draw: st.DrawFn) -> str:
-    text = draw(st.sampled_from(ATTRS))
-    if draw(st.integers(0, 3)) == 0:
-        text += "." + draw(st.sampled_from(SUBS))
-    tail = draw(st.integers(0, 5))
+    """``attr``, ``attr.sub``, ``attr.member``, ``attr[key]...`` texts."""
+    text = draw(_attr_name)
+    if draw(_one_in_4) == 0:
+        text += "." + draw(_sub_name)
+    tail = draw(_tail)
     if tail == 0:
-        text += "." + draw(st.sampled_from(["observedAt", "unitCode", "datasetId"]))
+        text += "." + draw(_member)
     elif tail == 1:
-        text += "".join(f"[{k}]" for k in draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=2)))
+        text += "".join(f"[{k}]" for k in draw(_keys))
     return text
+
+
+_attr_paths = attr_paths()
 
 
 @st.composite
 def terms(draw: st.DrawFn) -> str:
-    path = draw(attr_paths())
-    op = draw(st.sampled_from(["", "==", "!=", ">", ">=", "<", "<=", "~=", "!~=", "==", "!="]))
+    path = draw(_attr_paths)
+    op = draw(_ops)
     if not op:
         return path
     if op in ("~=", "!~="):
-        return path + op + draw(st.sampled_from(_REGEXES))
+        return path + op + draw(_regex)
     if op in ("==", "!="):
-        return path + op + draw(st.one_of(_single, st.sampled_from(_RANGES + _LISTS)))
+        return path + op + draw(_eq_operand)
     return path + op + draw(_single)
 
 
@@ -203,27 +244,35 @@ def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
                      st.lists(children, min_size=2, max_size=3), st.sampled_from([";", "|"]))
 
 
+_queries = st.recursive(terms(), _combine, max_leaves=4).map(
+    lambda s: s[1:-1] if s.startswith("(") and s.endswith(")") else s)
+
+
 def queries() -> st.SearchStrategy[str]:
     """q texts; parse them with ``parse_q(text, expand)``."""
-    return st.recursive(terms(), _combine, max_leaves=4).map(
-        lambda s: s[1:-1] if s.startswith("(") and s.endswith(")") else s)
+    return _queries
+
+
+def _combine_any(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.builds(lambda items, sep: "(" + sep.join(items) + ")",
+                     st.lists(children, min_size=2, max_size=3), st.sampled_from([",", "|", ";"]))
+
+
+_type_exprs = st.recursive(st.sampled_from(TYPES + ("T4",)), _combine_any, max_leaves=4)
+_scope_queries = st.recursive(
+    st.sampled_from(["/Madrid", "/Madrid/#", "/#", "/Madrid/+", "/+/Gardens", "/Madrid/Gardens/#",
+                     "/Berlin/+", "/+", "/Madrid/+/#", "/Nowhere/#"]),
+    _combine_any, max_leaves=3)
 
 
 def type_exprs() -> st.SearchStrategy[str]:
     """Type expression texts; parse with ``parse_type_expr(text, expand)``."""
-    leaf = st.sampled_from(TYPES + ("T4",))
-    return st.recursive(leaf, lambda c: st.builds(
-        lambda items, sep: "(" + sep.join(items) + ")", st.lists(c, min_size=2, max_size=3),
-        st.sampled_from([",", "|", ";"])), max_leaves=4)
+    return _type_exprs
 
 
 def scope_queries() -> st.SearchStrategy[str]:
     """scopeQ texts; parse with ``parse_scope_q(text)``."""
-    leaf = st.sampled_from(["/Madrid", "/Madrid/#", "/#", "/Madrid/+", "/+/Gardens", "/Madrid/Gardens/#",
-                            "/Berlin/+", "/+", "/Madrid/+/#", "/Nowhere/#"])
-    return st.recursive(leaf, lambda c: st.builds(
-        lambda items, sep: "(" + sep.join(items) + ")", st.lists(c, min_size=2, max_size=3),
-        st.sampled_from([",", "|", ";"])), max_leaves=3)
+    return _scope_queries
 
 
 _query_shapes = st.one_of(
@@ -231,47 +280,65 @@ _query_shapes = st.one_of(
     st.builds(lambda r: ("Polygon", [r]), _ring),
     st.builds(lambda c: ("LineString", c), st.lists(_point, min_size=2, max_size=3, unique_by=tuple)),
     st.builds(lambda c: ("MultiPoint", c), st.lists(_point, min_size=1, max_size=3)),
-    st.builds(lambda rs: ("MultiPolygon", [[r] for r in rs]),
-              st.lists(_ring, min_size=1, max_size=2).filter(lambda rs: len(rs) < 2 or rs[0] != rs[1])),
+    st.builds(lambda rs: ("MultiPolygon", [[r] for r in rs]), st.lists(_ring, min_size=1, max_size=2)),
 )
+_georels = st.sampled_from(["near;maxDistance", "near;minDistance", "within", "contains", "intersects",
+                            "disjoint", "overlaps", "equals"])
+_distances = st.sampled_from([0, 1000, 25000, 111000, 300000])
 
 
 @st.composite
-def geo_args(draw: st.DrawFn) -> tuple[str, str, list, None]:
-    """Arguments ``(georel, geometry, coordinates, geoproperty)`` for ``parse_geoq``."""
-    rel = draw(st.sampled_from(["near;maxDistance", "near;minDistance", "within", "contains",
-                                "intersects", "disjoint", "overlaps", "equals"]))
+def _geo_args(draw: st.DrawFn) -> tuple[str, str, list, None]:
+    rel = draw(_georels)
     if rel.startswith("near"):
-        dist = draw(st.sampled_from([0, 1000, 25000, 111000, 300000]))
-        return f"{rel}=={dist}", "Point", draw(_point), None
+        return f"{rel}=={draw(_distances)}", "Point", draw(_point), None
     geometry, coords = draw(_query_shapes)
     return rel, geometry, coords, None
+
+
+_geo_args_strategy = _geo_args()
+
+
+def geo_args() -> st.SearchStrategy[tuple[str, str, list, None]]:
+    """Arguments ``(georel, geometry, coordinates, geoproperty)`` for ``parse_geoq``.
+
+    Some are invalid (a MultiPolygon whose parts overlap): callers skip those BadRequestData.
+    """
+    return _geo_args_strategy
+
+
+_id_lists = st.lists(_id, max_size=2)
+_id_patterns = st.sampled_from(["urn:ngsi-ld:E:.*", "urn:ngsi-ld:E:1$", r".*:\d+", "urn:ngsi-ld:[EF]:x\\.y",
+                                "(?i)URN.*", ".*"])
+_attr_lists = st.lists(_attr_name, max_size=2)
 
 
 @st.composite
 def _entity_query(draw: st.DrawFn) -> EntityQuery:
     query = EntityQuery()
-    if draw(st.integers(0, 4)) == 0:
-        query.ids = draw(st.lists(st.sampled_from(IDS), max_size=2))
-    if draw(st.integers(0, 4)) == 0:
-        query.id_pattern = draw(st.sampled_from(["urn:ngsi-ld:E:.*", "urn:ngsi-ld:E:1$", r".*:\d+",
-                                                 "urn:ngsi-ld:[EF]:x\\.y", "(?i)URN.*", ".*"]))
-    if draw(st.integers(0, 3)) == 0:
-        query.types = parse_type_expr(draw(type_exprs()), expand)
-    if draw(st.integers(0, 4)) == 0:
-        query.attrs = [expand(a) for a in draw(st.lists(st.sampled_from(ATTRS), max_size=2))]
+    if draw(_one_in_5) == 0:
+        query.ids = draw(_id_lists)
+    if draw(_one_in_5) == 0:
+        query.id_pattern = draw(_id_patterns)
+    if draw(_one_in_4) == 0:
+        query.types = parse_type_expr(draw(_type_exprs), expand)
+    if draw(_one_in_5) == 0:
+        query.attrs = [expand(a) for a in draw(_attr_lists)]
     if draw(st.booleans()):
-        query.q = parse_q(draw(queries()), expand)
-    if draw(st.integers(0, 3)) == 0:
-        query.scope_q = parse_scope_q(draw(scope_queries()))
-    if draw(st.integers(0, 3)) == 0:
+        query.q = parse_q(draw(_queries), expand)
+    if draw(_one_in_4) == 0:
+        query.scope_q = parse_scope_q(draw(_scope_queries))
+    if draw(_one_in_4) == 0:
         try:
-            query.geo_q = parse_geoq(*draw(geo_args()), expand)
+            query.geo_q = parse_geoq(*draw(_geo_args_strategy), expand)
         except BadRequestData:  # e.g. a MultiPolygon whose parts overlap
             pass
     return query
 
 
+_entity_queries = _entity_query()
+
+
 def entity_queries() -> st.SearchStrategy[EntityQuery]:
     """Whole EntityQuery objects mixing ids, idPattern, types, attrs, q, scopeQ and geoQ."""
-    return _entity_query()
+    return _entity_queries

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +17,9 @@ from tests.query.encoding import encode_entity
 from tests.query.mongo_matcher import matches
 from tests.query.strategies import entities, entity_queries, expand, geo_args, queries
 
-SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# QUERY_FUZZ_EXAMPLES=20000 for a long soak; the default keeps the suite quick.
+EXAMPLES = int(os.environ.get("QUERY_FUZZ_EXAMPLES", "400"))
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def check(query: EntityQuery, entity: dict[str, Any]) -> None:
@@ -52,7 +55,7 @@ def test_geo_prefilter_is_superset(entity: dict[str, Any], args: tuple) -> None:
     check(EntityQuery(geo_q=geo), entity)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=max(50, EXAMPLES // 4), deadline=None)
 @given(st.lists(entities(), min_size=5, max_size=10), queries())
 def test_q_selects_the_same_entities_as_a_collection(batch: list[dict[str, Any]], q: str) -> None:
     """Whole-collection view of the same property, as a store would use it."""

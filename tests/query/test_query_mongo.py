@@ -170,7 +170,7 @@ def test_portable_regex_syntax() -> None:
 # ------------------------------------------------------------------------------------------- geo
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.floats(-180, 180), st.floats(-89.999, 89.999), st.floats(0, 3_000_000),
        st.floats(0, 1), st.floats(0, 2 * math.pi))
 def test_near_box_contains_every_point_within_the_distance(lon: float, lat: float, dist: float,
@@ -234,7 +234,7 @@ def test_matcher_follows_mongodb_array_semantics() -> None:
 # -------------------------------------------------------------------- against the real codec form
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(entities(), entity_queries())
 def test_superset_on_the_project_codec(entity: dict[str, Any], query: EntityQuery) -> None:
     """Same property on documents written by ``broker.store.codec`` (when that module is present)."""
