@@ -43,6 +43,16 @@ class ContextServer:
             if name == "big":
                 filler = {f"t{i}": f"urn:test:t{i}" for i in range(self.max_bytes // 10)}
                 return web.json_response({"@context": filler})
+            if name == "bigstream":  # chunked, no Content-Length: the size limit must hold while reading
+                resp = web.StreamResponse()
+                resp.enable_chunked_encoding()
+                await resp.prepare(request)
+                await resp.write(b'{"@context": {"pad": "')
+                for _ in range(self.max_bytes // 512 + 2):
+                    await resp.write(b"x" * 512)
+                await resp.write(b'"}}')
+                await resp.write_eof()
+                return resp
             if name == "slow":
                 await self.release.wait()
                 return web.json_response({"@context": {}})

@@ -77,6 +77,7 @@ async def test_nested_imported_and_scoped_contexts_are_followed(ctx_server: Cont
     ("/text", "not JSON"),
     ("/nocontext", "not a JSON-LD context document"),
     ("/big", "larger than"),
+    ("/bigstream", "larger than"),
 ])
 async def test_bad_remote_contexts_are_503(ctx_server: ContextServer, path: str, reason: str) -> None:
     r = make(max_bytes=ctx_server.max_bytes)
