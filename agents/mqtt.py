@@ -138,7 +138,8 @@ class MqttTransport:
         props.SessionExpiryInterval = self.session_expiry
         client = aiomqtt.Client(self.host, self.port, username=self.username, password=self.password,
                                 identifier=self.identifier, protocol=aiomqtt.ProtocolVersion.V5,
-                                clean_start=False, properties=props, keepalive=30)
+                                clean_start=False, properties=props, keepalive=30,
+                                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
         # aiomqtt acks on receipt; paho's manual_ack lets us ack after the write (at-least-once).
         client._client.manual_ack_set(True)  # noqa: SLF001 - no public switch in aiomqtt 2.x
         return client
