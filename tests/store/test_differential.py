@@ -28,7 +28,7 @@ def _order(entity: dict[str, Any]) -> tuple[str, str]:
 @st.composite
 def datasets(draw: st.DrawFn) -> list[dict[str, Any]]:
     """Distinct ids (the strategy's tricky ids kept once, then suffixed); createdAt with ties."""
-    items = draw(st.lists(entities(), min_size=20, max_size=60))
+    items = draw(st.lists(entities(), min_size=10, max_size=35))
     seen: set[str] = set()
     for n, e in enumerate(items):
         if e["id"] in seen:
