@@ -14,7 +14,7 @@ from ..entities.geojson import render_feature_collection
 from ..entities.render import Renderer
 from ..errors import BadRequestData
 from ..jsonld.termmap import TermMap
-from ..services.query import QuerySpec, from_body, from_params, require_selection
+from ..services.query import QuerySpec, attr_iris, from_body, from_params, require_selection, split_list
 from .http import (
     GEOJSON,
     JSON,
@@ -88,7 +88,8 @@ async def post_query(request: web.Request) -> web.Response:
 
 
 async def purge_entities(request: web.Request) -> web.Response:
-    """Delete every entity matching type / id / idPattern / q / scopeQ / geoQ; 204."""
+    """Delete every entity matching type / id / idPattern / q / scopeQ / geoQ (or, with ``drop`` /
+    ``keep``, only some of their attributes); 204."""
     tenant = tenant_of(request)
     tm = await term_map(request)
     settings = request.app[SETTINGS]
@@ -97,7 +98,9 @@ async def purge_entities(request: web.Request) -> web.Response:
     if not spec.local and q.types is None and q.ids is None and q.id_pattern is None and q.q is None \
             and q.geo_q is None and q.scope_q is None:
         raise BadRequestData("Deleting entities needs at least one of type, id, idPattern, q, scopeQ or geoQ")
-    await request.app[QUERY].purge(tenant, spec)
+    keep = attr_iris(split_list(request.query.get("keep"), "keep"), tm, "keep")
+    drop = attr_iris(split_list(request.query.get("drop"), "drop"), tm, "drop")
+    await request.app[QUERY].purge(tenant, spec, keep=keep, drop=drop)
     return web.Response(status=204)
 
 

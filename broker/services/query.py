@@ -409,16 +409,39 @@ class QueryService:
         more = len(page) > query.limit
         return page[:query.limit], total, more
 
-    async def purge(self, tenant: str, spec: QuerySpec) -> int:
-        """Delete every match through ``EntityService.delete`` so each deletion emits its event."""
+    async def purge(self, tenant: str, spec: QuerySpec, *, keep: list[str] | None = None,
+                    drop: list[str] | None = None) -> int:
+        """Delete every match through the write path, so each change emits its event.
+
+        With ``drop`` (or ``keep``) only those attributes (or all but those) are deleted and the
+        entities stay. Returns how many entities were deleted or changed.
+        """
+        if keep is not None and drop is not None:
+            raise BadRequestData("keep and drop must not be used together")
         await self.entities.check_tenant(tenant)
         await self.resolve_selectors(tenant, spec)
         ids = [e["id"] async for e in self.store.scan_entities(tenant, spec.query)]
-        deleted = 0
+        done = 0
         for entity_id in ids:
             try:
-                await self.entities.delete(tenant, entity_id)
+                if keep is None and drop is None:
+                    await self.entities.delete(tenant, entity_id)
+                else:
+                    await self.entities.modify(tenant, entity_id, _prune(keep, drop))
             except ResourceNotFound:  # deleted concurrently: the goal is reached anyway
                 continue
-            deleted += 1
-        return deleted
+            done += 1
+        return done
+
+
+def _prune(keep: list[str] | None, drop: list[str] | None) -> Any:
+    """The mutation deleting the ``drop`` attributes, or every attribute outside ``keep``."""
+
+    def mutate(entity: dict[str, Any], now: str) -> set[str] | None:
+        attrs = entity.get("attrs", {})
+        doomed = {a for a in attrs if (a in drop if drop is not None else a not in (keep or ()))}
+        for a in doomed:
+            del attrs[a]
+        return doomed or None
+
+    return mutate

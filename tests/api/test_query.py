@@ -298,3 +298,19 @@ async def test_purge(client: TestClient) -> None:
     assert resp.status == 204
     assert await ids(client, "local=true") == ["urn:ngsi-ld:Building:A"]
     assert len(events) == 4
+
+
+async def test_purge_attributes_with_drop_and_keep(client: TestClient) -> None:
+    await seed(client)
+    await problem(await client.delete(f"{URL}?type=Room&drop=temperature&keep=location"), 400, "BadRequestData")
+    await problem(await client.delete(f"{URL}?type=Room&drop=id"), 400, "BadRequestData")
+    resp = await client.delete(f"{URL}?type=Room&q=temperature>20&drop=temperature")
+    assert resp.status == 204
+    assert await ids(client, "type=Room") == ["urn:ngsi-ld:Building:A", "urn:ngsi-ld:Room:000",
+                                              "urn:ngsi-ld:Room:001", "urn:ngsi-ld:Room:002"]
+    assert await ids(client, "type=Room&attrs=temperature") == ["urn:ngsi-ld:Room:000"]
+    resp = await client.delete(f"{URL}?type=Building&keep=height")
+    assert resp.status == 204
+    resp = await client.get(f"{URL}/urn:ngsi-ld:Building:A?options=keyValues")
+    assert await resp.json() == {"id": "urn:ngsi-ld:Building:A", "type": ["Building", "Room"], "height": 30}
+
