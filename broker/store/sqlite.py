@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -252,8 +253,11 @@ class SqliteStore(Store):
         page: list[Doc] = []
         seen = 0
         end = query.offset + query.limit
+        check = query
+        if query.ids is None and isinstance(query.types, TypeName):
+            check = replace(query, types=None)  # the type index already guarantees the type
         for entity in self._candidates(t, query):
-            if not match_entity(query, entity):
+            if not match_entity(check, entity):
                 continue
             if query.offset <= seen < end:
                 page.append(entity)
