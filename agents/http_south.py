@@ -88,6 +88,8 @@ async def measures(request: web.Request) -> web.Response:
         raise
     future = await agents.south.measures(TRANSPORT, UL if ul else JSON, k, i, groups, resource)
     await await_future(future)
+    if request.query.get("getCmd") not in ("1", "true"):
+        return web.Response(status=200, text="")
     dev = await agents.south.device(TRANSPORT, UL if ul else JSON, k, i, resource)
     return await _answer(agents, dev, request, ul)
 
