@@ -101,6 +101,9 @@ class _Tenant:
                         self._last.pop(t, None)
                         self._unsorted_types.discard(t)
         self.entities[entity["id"]] = entity
+        if old.get("createdAt") != entity.get("createdAt"):  # its place in the order moved
+            self._unsorted = True
+            self._unsorted_types.update(entity.get("type", ()))
         for t in entity.get("type", ()):
             bucket = self.by_type.setdefault(t, {})
             if entity["id"] in bucket:

@@ -73,8 +73,8 @@ async def test_store_matches_evaluator(store: Store, dataset: list[dict[str, Any
     await _check(store, dataset, queries)
 
 
-async def test_order_survives_updates_and_reload(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Out-of-order arrivals and type changes keep the (createdAt, id) order, also after a reopen."""
+async def test_order_survives_out_of_order_writes(store: Store) -> None:
+    """Out-of-order arrivals, type changes and a moved createdAt keep the (createdAt, id) order."""
     from broker.query.ast import TypeName
 
     base = {"modifiedAt": "2024-01-01T00:00:00.000Z", "attrs": {}}
@@ -93,3 +93,10 @@ async def test_order_survives_updates_and_reload(store: Store, tmp_path) -> None
     assert [e["id"] for e in page] == ["urn:b", "urn:e"]
     page, _ = await store.query_entities(TENANT, EntityQuery(ids=["urn:e", "urn:a", "urn:d"], limit=10))
     assert [e["id"] for e in page] == ["urn:d", "urn:a", "urn:e"]
+    first = await store.get_entity(TENANT, "urn:c")
+    assert first is not None
+    assert await store.replace_entity(TENANT, {**first, "createdAt": "2023-12-31T00:00:00.000Z"}, first["_v"])
+    page, _ = await store.query_entities(TENANT, everything)
+    assert [e["id"] for e in page] == ["urn:c", "urn:b", "urn:d", "urn:a"]
+    page, _ = await store.query_entities(TENANT, EntityQuery(limit=2, offset=1))
+    assert [e["id"] for e in page] == ["urn:b", "urn:d"]
