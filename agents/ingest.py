@@ -50,11 +50,12 @@ class Ingestor:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="iota-ingest")
 
-    async def close(self) -> None:
-        """Write what is queued, then stop."""
+    async def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued (for at most ``timeout`` seconds), then stop; the rest fails."""
         if self._task is None:
             return
-        while not self.queue.empty() and not self._task.done():
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.queue.empty() and not self._task.done() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

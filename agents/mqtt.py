@@ -123,7 +123,10 @@ class MqttTransport:
         client = self.client
         if client is not None and self._task is not None:
             props = Properties(PacketTypes.DISCONNECT)
-            props.SessionExpiryInterval = 0  # a clean stop: Mosquitto must not keep our shared share
+            if not self._pending:
+                # everything acked: end the session so Mosquitto keeps nothing for us. Otherwise the
+                # session stays (SessionExpiryInterval) and the unacked messages come back on restart.
+                props.SessionExpiryInterval = 0
             client._client.disconnect(properties=props)  # noqa: SLF001
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._task), 5)
