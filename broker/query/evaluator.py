@@ -31,6 +31,7 @@ from broker.query.ast import (
     Value,
     ValueList,
 )
+from broker.query.compiled import compile_q
 from broker.query.model import EntityQuery
 from broker.query.regex import compile_regex
 from broker.query.targets import existence_paths, resolve, scope_regex, value_paths
@@ -144,17 +145,25 @@ def _exists(entity: Entity, term: Exists) -> bool:
     return any(resolve(inst, p) for inst in instances for p in paths)
 
 
-def match_q(node: QNode, entity: Entity) -> bool:
-    """Whether the entity satisfies q: a term holds if any instance (datasetId) of the attribute does."""
+def match_q_reference(node: QNode, entity: Entity) -> bool:
+    """Whether the entity satisfies q: a term holds if any instance (datasetId) of the attribute does.
+
+    The reference definition; ``match_q`` runs the compiled form (``compiled.py``), tested equal.
+    """
     if isinstance(node, Comparison):
         return any(_instance_matches(i, node) for i in _instances(entity, node.path.attr))
     if isinstance(node, Exists):
         return _exists(entity, node)
     if isinstance(node, And):
-        return all(match_q(n, entity) for n in node.items)  # type: ignore[arg-type]
+        return all(match_q_reference(n, entity) for n in node.items)  # type: ignore[arg-type]
     if isinstance(node, Or):
-        return any(match_q(n, entity) for n in node.items)  # type: ignore[arg-type]
+        return any(match_q_reference(n, entity) for n in node.items)  # type: ignore[arg-type]
     raise TypeError(f"not a q node: {node!r}")
+
+
+def match_q(node: QNode, entity: Entity) -> bool:
+    """Whether the entity satisfies q (compiled once per AST node)."""
+    return compile_q(node)(entity)
 
 
 # ------------------------------------------------------------------------------- types and scope
