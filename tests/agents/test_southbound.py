@@ -241,3 +241,35 @@ async def test_two_agent_processes_share_the_mqtt_load(lite: Stack) -> None:
     finally:
         await a.cleanup()
         await b.cleanup()
+
+
+async def test_mqtt_messages_are_acked_only_after_the_write(lite: Stack) -> None:
+    """At-least-once: a measure received but not yet written is not acked, so after a lost connection
+    Mosquitto delivers it again on the resumed session and it gets written."""
+    import socket
+
+    agents = lite.runtime.agents
+    await lite.provision_group("/iot/json")
+    assert agents.mqtt is not None and agents.mqtt.client is not None
+    worker = agents.ingestor._task  # noqa: SLF001 - stop the writer to hold the message unwritten
+    assert worker is not None
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    async with mqtt_client(lite) as c:
+        await c.publish(f"/json/{APIKEY}/held/attrs", b'{"n": 1}', qos=1)
+
+    async def queued(n: int) -> bool:
+        return agents.ingestor.queue.qsize() == n
+
+    await eventually(lambda: queued(1), "the measure waits in the queue")
+    first = agents.mqtt.client
+    first._client.socket().shutdown(socket.SHUT_RDWR)  # noqa: SLF001 - a network failure, no DISCONNECT
+
+    async def reconnected() -> bool:
+        return agents.mqtt.client is not None and agents.mqtt.client is not first and agents.mqtt.connected
+
+    await eventually(reconnected, "the supervisor reconnects")
+    await eventually(lambda: queued(2), "Mosquitto redelivers the unacked message")
+    await agents.ingestor.start()
+    await eventually(lambda: _is(lite, "urn:ngsi-ld:Thing:held", "n", 1), "the redelivered measure is written")
+    await eventually(lambda: queued(0), "queue drained")
