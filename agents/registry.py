@@ -6,7 +6,9 @@ on the same store. A group is unique by ``(resource, apikey)`` across all servic
 an index document in the default tenant (``iota_group_keys``) is inserted first, so two processes
 provisioning the same group concurrently cannot both succeed. The cache (apikey → groups, (apikey,
 device_id) → device) is refreshed from the store after every write in this process and every
-``refresh_interval`` seconds, so several processes agree within that interval.
+``refresh_interval`` seconds, so several processes agree within that interval. Every registry write also
+stamps a version document in the default tenant; the periodic refresh reads only that document and reloads
+the registry when another process changed it, so an idle registry costs one small read per interval.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +39,7 @@ log = logging.getLogger("agents.registry")
 GROUPS = "iota_groups"
 DEVICES = "iota_devices"
 GROUP_KEYS = "iota_group_keys"
+VERSION = "iota_registry_version"
 ALL_SUBSERVICES = "/*"
 
 
@@ -109,6 +113,7 @@ class Registry:
         self.listeners: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._version: str | None = None
 
     # ------------------------------------------------------------------ lifecycle and cache
     async def start(self) -> None:
@@ -126,13 +131,24 @@ class Registry:
         while True:
             await asyncio.sleep(self.refresh_interval)
             try:
-                await self.refresh()
+                doc = await self.store.get_doc(DEFAULT_TENANT, VERSION, "v")
+                if doc is None or doc.get("v") != self._version:
+                    await self.refresh()
             except Exception:  # noqa: BLE001 - a store hiccup must not stop the refresh loop
                 log.exception("registry refresh failed")
 
-    async def refresh(self) -> None:
+    async def changed(self) -> None:
+        """Stamp a new registry version (other processes reload) and reload this process's cache."""
+        self._version = uuid.uuid4().hex
+        await self.store.put_doc(DEFAULT_TENANT, VERSION, "v", {"v": self._version})
+        await self.refresh(keep_version=True)
+
+    async def refresh(self, keep_version: bool = False) -> None:
         """Rebuild the cache from the store (every tenant's groups and devices)."""
         async with self._lock:
+            if not keep_version:
+                doc = await self.store.get_doc(DEFAULT_TENANT, VERSION, "v")
+                self._version = doc.get("v") if doc else None
             cache = _Cache()
             for tenant in await self.store.tenants():
                 if tenant == DEFAULT_TENANT:
@@ -166,7 +182,7 @@ class Registry:
             except AlreadyExists:
                 raise DuplicateGroup(g.resource, g.apikey) from None
             await self.store.put_doc(service, GROUPS, key, doc)
-        await self.refresh()
+        await self.changed()
 
     async def list_groups(self, service: str, subservice: str) -> list[dict[str, Any]]:
         docs = await self.store.list_docs(service, GROUPS)
@@ -187,7 +203,7 @@ class Registry:
                 raise WrongSyntax(f"{fixed} of a config group cannot be changed")
         doc.update(changes)
         await self.store.put_doc(service, GROUPS, group_key(resource, apikey), doc)
-        await self.refresh()
+        await self.changed()
 
     async def delete_group(self, service: str, subservice: str, resource: str, apikey: str,
                            with_devices: bool = False) -> None:
@@ -199,7 +215,7 @@ class Registry:
                                                                               d.get("apikey")))
         await self.store.delete_doc(service, GROUPS, group_key(resource, apikey))
         await self.store.delete_doc(DEFAULT_TENANT, GROUP_KEYS, group_key(resource, apikey))
-        await self.refresh()
+        await self.changed()
 
     # ------------------------------------------------------------------ devices
     async def _group_for(self, service: str, subservice: str, device: Device | dict[str, Any]
@@ -234,7 +250,7 @@ class Registry:
             except AlreadyExists:
                 raise DuplicateDeviceId(dev.device_id) from None
             created.append(doc)
-        await self.refresh()
+        await self.changed()
         return created
 
     async def list_devices(self, service: str, subservice: str) -> list[dict[str, Any]]:
@@ -260,7 +276,7 @@ class Registry:
         doc.update(changes)
         await self.store.put_doc(service, DEVICES, device_key(doc["service_path"], device_id, doc.get("apikey")),
                                  doc)
-        await self.refresh()
+        await self.changed()
         return doc
 
     async def delete_device(self, service: str, subservice: str, device_id: str,
@@ -268,7 +284,7 @@ class Registry:
         doc = await self.get_device(service, subservice, device_id, apikey)
         await self.store.delete_doc(service, DEVICES, device_key(doc["service_path"], device_id, doc.get("apikey")))
         if refresh:
-            await self.refresh()
+            await self.changed()
         return doc
 
     async def delete_devices(self, service: str, subservice: str, refs: list[tuple[str, str | None]]) -> None:
@@ -279,7 +295,7 @@ class Registry:
                 await self.delete_device(service, subservice, device_id, apikey, refresh=False)
             except DeviceNotFound as exc:
                 missing = missing or exc
-        await self.refresh()
+        await self.changed()
         if missing is not None:
             raise missing
 
@@ -332,6 +348,9 @@ class Registry:
         except AlreadyExists:  # another process (or message) provisioned it first
             stored = await self.store.get_doc(doc["service"], DEVICES, key)
             doc = stored or doc
+        else:
+            self._version = uuid.uuid4().hex  # other processes reload; this one indexes it below
+            await self.store.put_doc(DEFAULT_TENANT, VERSION, "v", {"v": self._version})
         self._index(self.cache, doc)
         return self.cache.devices.get((doc["apikey"], device_id), doc)
 

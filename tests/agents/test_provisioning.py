@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.agents.conftest import APIKEY, HEADERS, SERVICE, Stack
+from tests.agents.conftest import APIKEY, HEADERS, SERVICE, Stack, eventually
 
 GROUP = {"apikey": APIKEY, "cbroker": "http://orion:1026", "entity_type": "Thing", "resource": "/iot/json"}
 MOTION = {"device_id": "motion001", "entity_name": "urn:ngsi-ld:Motion:001", "entity_type": "Motion",
@@ -178,6 +178,22 @@ async def test_registry_is_shared_through_the_store(stack: Stack) -> None:
     assert reg.find_device(APIKEY, "motion001", None)["entity_type"] == "Motion"
     from agents.registry import Registry
 
-    other = Registry(stack.runtime.agents.store)
-    await other.refresh()
-    assert other.find_device(APIKEY, "motion001", None) is not None
+    other = Registry(stack.runtime.agents.store, refresh_interval=0.05)
+    await other.start()
+    try:
+        assert other.find_device(APIKEY, "motion001", None) is not None
+        # a later change reaches it through the version document and its refresh loop
+        await stack.provision_devices({**MOTION, "device_id": "motion002"})
+
+        async def seen() -> bool:
+            return other.find_device(APIKEY, "motion002", None) is not None
+
+        await eventually(seen, "the other registry reloads")
+        await stack.call("DELETE", stack.north + "/iot/devices/motion002", headers=HEADERS)
+
+        async def gone() -> bool:
+            return other.find_device(APIKEY, "motion002", None) is None
+
+        await eventually(gone, "the other registry sees the deletion")
+    finally:
+        await other.close()
