@@ -226,6 +226,14 @@ class MqttTransport:
                 self.south.reject(TRANSPORT, exc, 1, f"MQTT payload on {message.topic.value}")
             self._ack(client, message)
             return
+        except (aiomqtt.MqttError, asyncio.CancelledError):
+            raise
+        except Exception:  # noqa: BLE001 - a poison message must not loop through reconnects forever
+            log.exception("MQTT message on %s could not be handled", message.topic.value)
+            self.metrics.received[TRANSPORT] += 1
+            self.metrics.reject(TRANSPORT, "INTERNAL_ERROR")
+            self._ack(client, message)
+            return
         if future is None:
             self._ack(client, message)
         else:

@@ -48,6 +48,10 @@ async def iota_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         name = "METHOD_NOT_ALLOWED" if exc.status == 405 else "NOT_FOUND" if exc.status == 404 else exc.reason
         return web.json_response({"name": name, "message": f"{request.method} {request.path}: {exc.reason}"},
                                  status=exc.status)
+    except Exception:  # noqa: BLE001 - a bug answers like the lib's generic error, and is logged
+        log.exception("%s %s failed", request.method, request.path)
+        return web.json_response({"name": "INTERNAL_ERROR", "message": "Internal error in the IoT agent"},
+                                 status=500)
 
 
 def agents_of(request: web.Request) -> Agents:
