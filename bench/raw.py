@@ -32,7 +32,19 @@ from typing import Any
 import orjson
 from dataset import OBSERVED, STATIC_QUERIES, DataSet
 
-DEFAULT_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
+
+def expand(term: str) -> str:
+    """A term as the broker expands it with the core @context (``description`` is a Dublin Core IRI,
+    unknown terms fall to the default vocabulary)."""
+    from broker.jsonld.resolver import ContextResolver
+
+    global _TM
+    if _TM is None:
+        _TM = ContextResolver().default_map
+    return _TM.expand(term)
+
+
+_TM: Any = None
 
 
 def stored_entities(data: DataSet) -> list[dict[str, Any]]:
@@ -73,7 +85,7 @@ def _query_params(data: DataSet, rng: random.Random) -> tuple[str, str, int, str
 
 
 def _type_iri(t: str) -> str:
-    return DEFAULT_VOCAB + t
+    return expand(t)
 
 
 def run_sqlite(data: DataSet, docs: list[dict[str, Any]], path: str, seconds: float,
@@ -107,7 +119,7 @@ def run_sqlite(data: DataSet, docs: list[dict[str, Any]], path: str, seconds: fl
         orjson.loads(row[0])
 
     res["get"] = _timed(get, seconds, max_ops)
-    do_iri = DEFAULT_VOCAB + "dissolvedOxygen"
+    do_iri = expand("dissolvedOxygen")
 
     def update(_: int) -> None:
         eid = rng.choice(ids)
@@ -126,8 +138,8 @@ def run_sqlite(data: DataSet, docs: list[dict[str, Any]], path: str, seconds: fl
 
     def query_sql(_: int) -> None:
         t, attr, thr, sname, sval = _query_params(data, rng)
-        rows = db.execute(sql, (_type_iri(t), f'$.attrs."{DEFAULT_VOCAB}{attr}"', thr,
-                                f'$.attrs."{DEFAULT_VOCAB}{sname}"[0].value', sval)).fetchall()
+        rows = db.execute(sql, (_type_iri(t), f'$.attrs."{expand(attr)}"', thr,
+                                f'$.attrs."{expand(sname)}"[0].value', sval)).fetchall()
         [orjson.loads(r[0]) for r in rows]
 
     res["query_sql"] = _timed(query_sql, seconds, max_ops)
@@ -138,7 +150,7 @@ def run_sqlite(data: DataSet, docs: list[dict[str, Any]], path: str, seconds: fl
 
     def query_py(_: int) -> None:
         t, attr, thr, sname, sval = _query_params(data, rng)
-        a_iri, s_iri = DEFAULT_VOCAB + attr, DEFAULT_VOCAB + sname
+        a_iri, s_iri = expand(attr), expand(sname)
         page = []
         for e in by_type.get(_type_iri(t), ()):
             attrs = e["attrs"]
@@ -187,7 +199,7 @@ def run_mongo(data: DataSet, docs: list[dict[str, Any]], url: str, db_name: str,
 
     ids = [d["id"] for d in docs]
     res["get"] = _timed(lambda _: coll.find_one({"_id": rng.choice(ids)}), seconds, max_ops)
-    do_field = "attrs." + encode_key(DEFAULT_VOCAB + "dissolvedOxygen") + ".0"
+    do_field = "attrs." + encode_key(expand("dissolvedOxygen")) + ".0"
 
     def update(_: int) -> None:
         coll.update_one({"_id": rng.choice(ids)}, {"$set": {
@@ -196,9 +208,6 @@ def run_mongo(data: DataSet, docs: list[dict[str, Any]], url: str, db_name: str,
             "$inc": {"_v": 1}})
 
     res["update"] = _timed(update, seconds, max_ops)
-
-    def expand(term: str) -> str:
-        return DEFAULT_VOCAB + term
 
     def query(_: int) -> None:
         t, attr, thr, sname, sval = _query_params(data, rng)

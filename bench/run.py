@@ -649,6 +649,8 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"Load average before/after: {m['load_before']} / {m['load_after']}. "
         f"**Contended: {'yes' if m['contended'] else 'no'}** (max foreign CPU during a timed run: "
         f"{m['max_foreign_cores']} cores; threshold {CONTENDED_CORES}).",
+        *([f"Raw-store figures re-measured {m['raw_redone']} (`--report … --redo-raw`, after a fix to the raw "
+            "query's term expansion)."] if m.get("raw_redone") else []),
         "\"broker cores\" is the broker's CPU use during the timed run (1.00 = its core to itself); \"per broker "
         "CPU-s\" = req/s ÷ broker cores, the rate the broker would reach with its core to itself, which is the "
         "fair figure when other processes take part of that core. \"raw per CPU-s\" is the same for the raw "
@@ -742,6 +744,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="instead of the benchmark: cProfile the broker (SQLite) under each scenario's load")
     p.add_argument("--profile-size", type=int, default=10_000)
     p.add_argument("--report", metavar="JSON", help="only re-render the table of an earlier results file")
+    p.add_argument("--redo-raw", action="store_true",
+                   help="with --report: measure the raw-store loop again (--rounds rounds) for the file's "
+                   "SQLite sizes and replace its raw figures, e.g. after fixing the raw loop")
     a = p.parse_args(argv)
     if a.quick:
         a.sizes, a.rounds, a.duration, a.warmup = "1000", 1, 3.0, 1.0
@@ -755,6 +760,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report:
         results = json.loads(Path(args.report).read_text())
+        if args.redo_raw:
+            redo_raw(results, args)
+            Path(args.report).write_text(json.dumps(results, indent=1, default=str))
         table = markdown(results, summarize(results))
         print(table)
         if not args.no_readme and not results["meta"].get("quick"):
@@ -895,6 +903,25 @@ def main(argv: list[str] | None = None) -> int:
         update_readme(table, readme_section(stores))
         print(f"table written into {README.relative_to(ROOT)}")
     return 0
+
+
+def redo_raw(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """Re-measure the SQLite raw loop for every size of an earlier run (rounds as --rounds)."""
+    tmp = Path(tempfile.mkdtemp(prefix="ngsild-raw-"))
+    try:
+        kept = [x for x in results["raw"] if x["store"] != "sqlite"]
+        for size in sorted({x["size"] for x in results["raw"] if x["store"] == "sqlite"}):
+            data = DataSet.make(size)
+            docs = raw.stored_entities(data)
+            for rnd in range(1, args.rounds + 1):
+                r = run_raw("sqlite", data, docs, "", args, tmp, f"{size}_{rnd}_redo")
+                kept.append({"store": "sqlite", "size": size, "round": rnd, "ops": r})
+                print(f"[{size:,} sqlite r{rnd}] raw: " + ", ".join(
+                    f"{k} {v['ops_per_s']:,.0f}/s" for k, v in r.items() if isinstance(v, dict)), flush=True)
+        results["raw"] = kept
+        results["meta"]["raw_redone"] = time.strftime("%Y-%m-%d %H:%M %Z") + f", load {loadavg()}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def profile(args: argparse.Namespace, scenarios: list[Scenario]) -> int:
