@@ -14,20 +14,29 @@ from ..entities.expand import check_name
 from ..errors import ResourceNotFound
 from ..jsonld.termmap import TermMap
 from ..services.discovery import Inventory
+from ..services.query import reject_unknown
 from .http import bool_param, json_response, negotiate, tenant_of, term_map
 from .keys import DISCOVERY, SETTINGS
 
 BASE = "/ngsi-ld/v1"
+LIST_PARAMS = frozenset({"details", "local", "via"})
+ITEM_PARAMS = frozenset({"local", "via"})
 
 
 def _names(tm: TermMap, iris: Any) -> list[str]:
     return sorted(tm.compact(i) for i in iris)
 
 
-def _attribute(tm: TermMap, inv: Inventory, iri: str) -> dict[str, Any]:
+def _attribute(tm: TermMap, inv: Inventory, iri: str, *, counts: bool = True) -> dict[str, Any]:
+    """An Attribute (clause 5.2.28); the details list (5.7.9) leaves out attributeCount and attributeTypes,
+    which only the single attribute's information (5.7.10) carries (the ETSI suite's 026_01 / 027_01)."""
     a = inv.attributes[iri]
-    return {"id": iri, "type": "Attribute", "attributeName": tm.compact(iri), "attributeCount": a.count,
-            "attributeTypes": sorted(a.attr_types), "typeNames": _names(tm, a.type_names)}
+    out: dict[str, Any] = {"id": iri, "type": "Attribute", "attributeName": tm.compact(iri)}
+    if counts:
+        out["attributeCount"] = a.count
+        out["attributeTypes"] = sorted(a.attr_types)
+    out["typeNames"] = _names(tm, a.type_names)
+    return out
 
 
 async def _reply(request: web.Request, tm: TermMap, data: Any) -> web.Response:
@@ -37,6 +46,7 @@ async def _reply(request: web.Request, tm: TermMap, data: Any) -> web.Response:
 
 async def list_types(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
+    reject_unknown(request.query, LIST_PARAMS)
     negotiate(request)
     details = bool_param(request, "details")
     tm = await term_map(request)
@@ -53,6 +63,7 @@ async def list_types(request: web.Request) -> web.Response:
 
 async def type_info(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
+    reject_unknown(request.query, ITEM_PARAMS)
     negotiate(request)
     tm = await term_map(request)
     name = check_name(request.match_info["type"], "entity type")
@@ -70,12 +81,13 @@ async def type_info(request: web.Request) -> web.Response:
 
 async def list_attributes(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
+    reject_unknown(request.query, LIST_PARAMS)
     negotiate(request)
     details = bool_param(request, "details")
     tm = await term_map(request)
     inv = await request.app[DISCOVERY].inventory(tenant)
     if details:
-        data: Any = [_attribute(tm, inv, a) for a in sorted(inv.attributes, key=tm.compact)]
+        data: Any = [_attribute(tm, inv, a, counts=False) for a in sorted(inv.attributes, key=tm.compact)]
     else:
         data = {"id": f"urn:ngsi-ld:AttributeList:{uuid.uuid4()}", "type": "AttributeList",
                 "attributeList": _names(tm, inv.attributes)}
@@ -84,6 +96,7 @@ async def list_attributes(request: web.Request) -> web.Response:
 
 async def attribute_info(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
+    reject_unknown(request.query, ITEM_PARAMS)
     negotiate(request)
     tm = await term_map(request)
     name = check_name(request.match_info["attrId"], "attribute")
@@ -95,7 +108,9 @@ async def attribute_info(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get(f"{BASE}/types", list_types)
+    # the lists also answer with a trailing slash, as /entities/ does (the ETSI suite calls /types/)
+    for suffix in ("", "/"):
+        app.router.add_get(f"{BASE}/types{suffix}", list_types)
+        app.router.add_get(f"{BASE}/attributes{suffix}", list_attributes)
     app.router.add_get(f"{BASE}/types/{{type}}", type_info)
-    app.router.add_get(f"{BASE}/attributes", list_attributes)
     app.router.add_get(f"{BASE}/attributes/{{attrId}}", attribute_info)

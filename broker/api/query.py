@@ -10,11 +10,21 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..entities.geojson import render_feature_collection
-from ..entities.render import Renderer
+from ..entities.geojson import feature_collection
 from ..errors import BadRequestData
 from ..jsonld.termmap import TermMap
-from ..services.query import QuerySpec, attr_iris, from_body, from_params, require_selection, split_list
+from ..services.linked import Linker
+from ..services.query import (
+    PURGE_PARAMS,
+    QUERY_PARAMS,
+    QuerySpec,
+    attr_iris,
+    from_body,
+    from_params,
+    reject_unknown,
+    require_selection,
+    split_list,
+)
 from .http import (
     GEOJSON,
     JSON,
@@ -26,7 +36,7 @@ from .http import (
     tenant_of,
     term_map,
 )
-from .keys import QUERY, SETTINGS
+from .keys import QUERY, SETTINGS, STORE
 
 BASE = "/ngsi-ld/v1"
 OFFERED = (JSON, JSONLD, GEOJSON)
@@ -48,16 +58,17 @@ def _page_links(request: web.Request, spec: QuerySpec, more: bool) -> list[str]:
 async def _answer(request: web.Request, tenant: str, spec: QuerySpec, tm: TermMap, media: str) -> web.Response:
     settings = request.app[SETTINGS]
     page, total, more = await request.app[QUERY].query(tenant, spec)
-    renderer = Renderer(tm, spec.render)
+    linker = Linker(request.app[STORE], tenant, tm, spec.render, spec.join, spec.pick, spec.omit)
+    # an entity left with no member by pick / omit is not part of the answer (clause 4.21)
+    pairs = [(e, r) for e, r in await linker.render(page) if r]
     headers: dict[str, str] = {}
     if total is not None:
         headers["NGSILD-Results-Count"] = str(total)
     if media == GEOJSON:
-        body: Any = render_feature_collection(page, renderer, spec.geometry_property,
-                                              response_context(tm, settings.core_context))
+        body: Any = feature_collection(pairs, spec.geometry_property, response_context(tm, settings.core_context))
         resp = web.Response(body=orjson.dumps(body), content_type=GEOJSON, headers=headers)
     else:
-        resp = json_response([renderer.entity(e) for e in page], media=media, tm=tm,
+        resp = json_response([r for _, r in pairs], media=media, tm=tm,
                              core_url=settings.core_context, headers=headers)
     for link in _page_links(request, spec, more):
         resp.headers.add("Link", link)
@@ -66,6 +77,7 @@ async def _answer(request: web.Request, tenant: str, spec: QuerySpec, tm: TermMa
 
 async def query_entities(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
+    reject_unknown(request.query, QUERY_PARAMS)
     media = negotiate(request, OFFERED)
     tm = await term_map(request)
     settings = request.app[SETTINGS]
@@ -91,6 +103,7 @@ async def purge_entities(request: web.Request) -> web.Response:
     """Delete every entity matching type / id / idPattern / q / scopeQ / geoQ (or, with ``drop`` /
     ``keep``, only some of their attributes); 204."""
     tenant = tenant_of(request)
+    reject_unknown(request.query, PURGE_PARAMS)
     tm = await term_map(request)
     settings = request.app[SETTINGS]
     spec = from_params(request.query, tm, settings.default_limit, settings.max_limit)

@@ -27,8 +27,12 @@ def geometry_of(entity: dict[str, Any], geometry_iri: str) -> Any:
 
 def feature(entity: dict[str, Any], renderer: Renderer, geometry_iri: str) -> dict[str, Any]:
     """One entity as a GeoJSON Feature, without ``@context``."""
-    properties = renderer.entity(entity)
-    properties.pop("id", None)
+    return feature_of(entity, renderer.entity(entity), geometry_iri)
+
+
+def feature_of(entity: dict[str, Any], rendered: dict[str, Any], geometry_iri: str) -> dict[str, Any]:
+    """A Feature from an entity already rendered (linked entities inlined, pick / omit applied)."""
+    properties = {k: v for k, v in rendered.items() if k != "id"}
     return {"id": entity["id"], "type": "Feature", "geometry": geometry_of(entity, geometry_iri),
             "properties": properties}
 
@@ -45,4 +49,11 @@ def render_feature_collection(entities: list[dict[str, Any]], renderer: Renderer
                               context: Any) -> dict[str, Any]:
     """A query answer with ``Accept: application/geo+json``: a FeatureCollection, ``@context`` on top."""
     return {"type": "FeatureCollection", "features": [feature(e, renderer, geometry_iri) for e in entities],
+            "@context": context}
+
+
+def feature_collection(pairs: list[tuple[dict[str, Any], dict[str, Any]]], geometry_iri: str,
+                       context: Any) -> dict[str, Any]:
+    """A FeatureCollection from (stored, rendered) pairs, as ``services.linked.Linker.render`` gives them."""
+    return {"type": "FeatureCollection", "features": [feature_of(e, r, geometry_iri) for e, r in pairs],
             "@context": context}

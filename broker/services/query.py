@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..entities.expand import check_entity_id, check_name, is_uri
 from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, RenderOptions
-from ..errors import BadRequestData, OperationNotSupported, ResourceNotFound, TooManyResults
+from ..errors import BadRequestData, InvalidRequest, OperationNotSupported, ResourceNotFound, TooManyResults
 from ..jsonld.termmap import TermMap
 from ..query.ast import DEFAULT_GEOPROPERTY, Or
 from ..query.evaluator import match_types
@@ -22,6 +22,8 @@ from ..query.model import EntityQuery
 from ..query.parser import parse_geoq, parse_q, parse_scope_q, parse_type_expr
 from ..query.regex import compile_regex
 from .entities import EntityService
+from .linked import NO_JOIN, JoinOptions, Projection, join_options, parse_projection
+from .order import OrderKey, parse_order_by, sort_entities
 
 _MEMBERS = frozenset({"id", "type", "scope"})
 _RESERVED_ATTRS = frozenset({"id", "type", "@id", "@type", "@context", "scope", "createdAt", "modifiedAt"})
@@ -45,6 +47,30 @@ class QuerySpec:
     geometry_property: str = DEFAULT_GEOPROPERTY
     local: bool = False
     selectors: list[Selector] = field(default_factory=list)
+    pick: Projection | None = None
+    omit: Projection | None = None
+    join: JoinOptions = NO_JOIN
+    order_by: list[OrderKey] | None = None
+
+
+# Parameters each endpoint understands (clause 6.4.3.2 and 6.4.3.3, v1.8 plus v1.9 additions); any
+# other is a 400 InvalidRequest (clause 6.3.20, the ETSI suite's 059_01).
+QUERY_PARAMS = frozenset({
+    "id", "type", "idPattern", "attrs", "q", "csf", "georel", "geometry", "coordinates", "geoproperty",
+    "geometryProperty", "lang", "scopeQ", "options", "format", "limit", "offset", "count", "local", "via",
+    "datasetId", "pick", "omit", "join", "joinLevel", "containedBy", "entityMap", "orderBy",
+})
+PURGE_PARAMS = frozenset({
+    "id", "type", "idPattern", "q", "csf", "georel", "geometry", "coordinates", "geoproperty", "scopeQ",
+    "local", "via", "datasetId", "drop", "keep",
+})
+
+
+def reject_unknown(params: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    """400 InvalidRequest naming the first parameter the endpoint does not define."""
+    for name in params:
+        if name not in allowed:
+            raise InvalidRequest(f"Unknown query parameter {name!r}")
 
 
 # --------------------------------------------------------------------------------- small parsers
@@ -125,7 +151,8 @@ def options_of(params: Mapping[str, Any]) -> set[str]:
 
 
 def render_options(params: Mapping[str, Any], options: set[str], tm: TermMap,
-                   attrs: list[str] | None) -> RenderOptions:
+                   attrs: list[str] | None,
+                   projection: tuple[Projection | None, Projection | None] | None = None) -> RenderOptions:
     """Representation parameters: format/options, attrs, pick, omit, lang (clause 4.5, 4.21)."""
     known = {"keyValues", "simplified", "concise", "normalized", "sysAttrs"}
     unknown = options - known
@@ -147,18 +174,17 @@ def render_options(params: Mapping[str, Any], options: set[str], tm: TermMap,
             fmt = fmt_param
         else:
             raise BadRequestData(f"Unknown format {fmt_param!r}")
-    pick = split_list(params.get("pick"), "pick")
-    omit = split_list(params.get("omit"), "omit")
-    if pick is not None and omit is not None:
-        raise BadRequestData("pick and omit must not be used together")
+    pick, omit = projection if projection is not None else projections(params, attrs)
     opts = RenderOptions(format=fmt, sys_attrs="sysAttrs" in options, lang=params.get("lang") or None)
     keep: set[str] | None = set(attrs) if attrs is not None else None
     if pick is not None:
-        opts.pick_id, opts.pick_type, opts.pick_scope = "id" in pick, "type" in pick, "scope" in pick
-        keep = (keep or set()) | {tm.expand(check_name(p, "pick")) for p in pick if p not in _MEMBERS}
+        names = pick.names
+        opts.pick_id, opts.pick_type, opts.pick_scope = "id" in names, "type" in names, "scope" in names
+        keep = {tm.expand(p) for p in names if p not in _MEMBERS}
     if omit is not None:
-        opts.pick_id, opts.pick_type, opts.pick_scope = "id" not in omit, "type" not in omit, "scope" not in omit
-        opts.omit = frozenset(tm.expand(check_name(o, "omit")) for o in omit if o not in _MEMBERS)
+        names = tuple(o for o in omit.names if o not in omit.nested)
+        opts.pick_id, opts.pick_type, opts.pick_scope = "id" not in names, "type" not in names, "scope" not in names
+        opts.omit = frozenset(tm.expand(o) for o in names if o not in _MEMBERS)
     raw_ds = params.get("datasetId")
     if raw_ds is not None:
         ds = split_list(raw_ds, "datasetId") or []
@@ -167,6 +193,17 @@ def render_options(params: Mapping[str, Any], options: set[str], tm: TermMap,
         opts.dataset_id = frozenset(ds)
     opts.attrs = frozenset(keep) if keep is not None else None
     return opts
+
+
+def projections(params: Mapping[str, Any], attrs: list[str] | None) -> tuple[Projection | None, Projection | None]:
+    """``pick`` and ``omit`` (clause 4.21): exclusive with each other and with ``attrs``."""
+    pick = parse_projection(params.get("pick"), "pick")
+    omit = parse_projection(params.get("omit"), "omit")
+    if pick is not None and omit is not None:
+        raise BadRequestData("pick and omit must not be used together")
+    if attrs is not None and (pick is not None or omit is not None):
+        raise BadRequestData("attrs must not be used together with pick or omit")
+    return pick, omit
 
 
 def geo_query(georel: Any, geometry: Any, coordinates: Any, geoproperty: Any, tm: TermMap) -> Any:
@@ -256,8 +293,11 @@ def from_params(params: Mapping[str, str], tm: TermMap, default_limit: int, max_
     query.limit, query.offset, query.count = paging(params, default_limit, max_limit)
     local = bool_value(params.get("local"), "local")
     options = options_of({"options": multi_options} if multi_options is not None else params)
-    render = render_options(params, options, tm, attrs)
-    return QuerySpec(query, render, _geometry_property(params, tm), local, [sel])
+    pick, omit = projections(params, attrs)
+    render = render_options(params, options, tm, attrs, (pick, omit))
+    join = join_options(params.get("join"), params.get("joinLevel"), params.get("containedBy"))
+    order_by = parse_order_by(params.get("orderBy"), tm)
+    return QuerySpec(query, render, _geometry_property(params, tm), local, [sel], pick, omit, join, order_by)
 
 
 def _geometry_property(params: Mapping[str, Any], tm: TermMap) -> str:
@@ -311,6 +351,9 @@ class QueryBody(BaseModel):
     scopeQ: str | None = None  # noqa: N815
     lang: str | None = None
     local: bool | None = None
+    join: str | None = None
+    joinLevel: int | None = None  # noqa: N815
+    containedBy: list[str] | str | None = None  # noqa: N815
 
     @field_validator("type")
     @classmethod
@@ -364,8 +407,13 @@ def from_body(body: Any, params: Mapping[str, str], tm: TermMap, default_limit: 
         if value is not None:
             rep[key] = value
     options = options_of({"options": multi_options} if multi_options is not None else params)
-    render = render_options(rep, options, tm, attrs)
-    return QuerySpec(query, render, _geometry_property(params, tm), local, selectors)
+    pick, omit = projections(rep, attrs)
+    render = render_options(rep, options, tm, attrs, (pick, omit))
+    join = join_options(parsed.join if parsed.join is not None else params.get("join"),
+                        parsed.joinLevel if parsed.joinLevel is not None else params.get("joinLevel"),
+                        parsed.containedBy if parsed.containedBy is not None else params.get("containedBy"))
+    order_by = parse_order_by(params.get("orderBy"), tm)
+    return QuerySpec(query, render, _geometry_property(params, tm), local, selectors, pick, omit, join, order_by)
 
 
 def needs_id_resolution(spec: QuerySpec) -> bool:
@@ -400,6 +448,8 @@ class QueryService:
         await self.entities.check_tenant(tenant)
         await self.resolve_selectors(tenant, spec)
         query = spec.query
+        if spec.order_by:
+            return await self._ordered(tenant, spec)
         if query.limit == 0:
             probe = replace(query, limit=1, offset=0)
             _, total = await self.store.query_entities(tenant, probe)
@@ -408,6 +458,14 @@ class QueryService:
         page, total = await self.store.query_entities(tenant, probe)
         more = len(page) > query.limit
         return page[:query.limit], total, more
+
+    async def _ordered(self, tenant: str, spec: QuerySpec) -> tuple[list[dict[str, Any]], int | None, bool]:
+        """``orderBy`` (clause 4.23): every match is sorted before the page is cut."""
+        query = spec.query
+        matches = [e async for e in self.store.scan_entities(tenant, replace(query, count=False))]
+        sort_entities(matches, spec.order_by or [])
+        end = query.offset + query.limit
+        return matches[query.offset:end], (len(matches) if query.count else None), len(matches) > end
 
     async def purge(self, tenant: str, spec: QuerySpec, *, keep: list[str] | None = None,
                     drop: list[str] | None = None) -> int:

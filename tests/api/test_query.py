@@ -280,8 +280,10 @@ async def test_purge(client: TestClient) -> None:
         events.extend(batch)
 
     client.server.app[BUS].subscribe(listen)
-    for query in ("", "attrs=temperature", "limit=3"):
-        await problem(await client.delete(f"{URL}?{query}"), 400, "BadRequestData")
+    await problem(await client.delete(URL), 400, "BadRequestData")
+    for query in ("attrs=temperature", "limit=3", "invalidParams=invalidValue"):
+        # not parameters of DELETE /entities (clause 6.4.3.3): InvalidRequest (ETSI 059_01_08)
+        await problem(await client.delete(f"{URL}?{query}"), 400, "InvalidRequest")
     await problem(await client.delete(f"{URL}?type=Room&q=temperature%3D%3D"), 400, "BadRequestData")
     assert events == [] and len(await ids(client, "local=true")) == 5
 
