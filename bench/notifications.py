@@ -88,14 +88,16 @@ def pct(values: list[float], p: float) -> float:
 
 
 class Broker:
-    def __init__(self, tmp: str) -> None:
+    def __init__(self, tmp: str, profile: str | None = None) -> None:
         self.port = free_port()
         self.tmp = tmp
+        self.profile = profile  # write a pyinstrument profile of the broker process here
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         db = Path(self.tmp) / f"bench-{self.port}.sqlite3"
-        cmd = [*pin(0), sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(self.port),
+        prof = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o", self.profile] if self.profile else []
+        cmd = [*pin(0), sys.executable, *prof, "-m", "broker", "--host", "127.0.0.1", "--port", str(self.port),
                "--agents", "false", "--mqtt-url", "off", "--sqlite-path", str(db), "--log-level", "WARNING"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
@@ -108,7 +110,7 @@ class Broker:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(timeout=20)
+            self.proc.wait(timeout=120 if self.profile else 20)
 
     @property
     def base(self) -> str:
@@ -202,8 +204,8 @@ async def throughput(session: aiohttp.ClientSession, broker: Broker, hook: Webho
             "seconds": round(elapsed, 2), "notifications_per_s": round(hook.received / elapsed)}
 
 
-async def scenario(tmp: str, subs: int, rate: float, seconds: float) -> dict[str, Any]:
-    broker = Broker(tmp)
+async def scenario(tmp: str, subs: int, rate: float, seconds: float, profile: str | None = None) -> dict[str, Any]:
+    broker = Broker(tmp, profile)
     hook = Webhook()
     await hook.start()
     broker.start()
@@ -244,6 +246,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="profile the broker with pyinstrument; one text report per phase, PREFIX-<rate>-<subs>.txt")
+    parser.add_argument("--no-throughput", action="store_true", help="latency phases only")
     args = parser.parse_args()
     matrix = [(100, 100), (1000, 100)] if args.quick else [
         (r, s) for r in (100, 1000) for s in (1, 100, 1000)]
@@ -253,10 +258,13 @@ async def main() -> None:
               "| max ms |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for rate, subs in matrix:
-            r = await scenario(tmp, subs, rate, args.seconds)
+            prof = f"{args.profile}-{rate}-{subs}.txt" if args.profile else None
+            r = await scenario(tmp, subs, rate, args.seconds, prof)
             print(f"| {rate} | {subs} | {r['updates']} | {r['achieved_rate']:.0f} | {r['received']} | "
                   f"{r['missing']} | {fmt(r['p50'])} | {fmt(r['p95'])} | {fmt(r['p99'])} | {fmt(r['max'])} |",
                   flush=True)
+        if args.no_throughput:
+            return
         print()
         print("| fan-out (subscriptions per update) | updates | notifications | expected | seconds | "
               "notifications/s |")

@@ -6,7 +6,7 @@ that need an @context or the query parsers, and turns the result into the stored
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
@@ -16,6 +16,10 @@ DEFAULT_TRIGGERS: tuple[str, ...] = ("attributeCreated", "attributeUpdated")
 FORMATS = ("normalized", "concise", "keyValues", "simplified")
 ACCEPTS = ("application/json", "application/ld+json", "application/geo+json")
 MQTT_VERSIONS = ("mqtt3.1.1", "mqtt5.0")
+
+
+# a number as the client wrote it: 5 stays 5 when read back, 0.5 stays 0.5
+PositiveNumber = Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0)]
 
 
 class _Strict(BaseModel):
@@ -81,7 +85,7 @@ class SubscriptionIn(_Strict):
     entities: list[EntitySelector] | None = None
     watchedAttributes: list[str] | None = None
     notificationTrigger: list[Trigger] | None = None
-    timeInterval: float | None = Field(None, gt=0)
+    timeInterval: PositiveNumber | None = None
     q: str | None = Field(None, min_length=1)
     geoQ: GeoQ | None = None
     scopeQ: str | None = Field(None, min_length=1)
@@ -89,16 +93,17 @@ class SubscriptionIn(_Strict):
     isActive: StrictBool = True
     notification: NotificationParams
     expiresAt: str | None = None
-    throttling: float | None = Field(None, gt=0)
+    throttling: PositiveNumber | None = None
     lang: str | None = Field(None, min_length=1)
     jsonldContext: str | None = None
+    datasetId: list[str] | None = None
     # read-only members a client may send back from a GET
     status: str | None = None
     createdAt: str | None = None
     modifiedAt: str | None = None
     context: Any = Field(None, alias="@context")
 
-    @field_validator("entities", "watchedAttributes", "notificationTrigger")
+    @field_validator("entities", "watchedAttributes", "notificationTrigger", "datasetId")
     @classmethod
     def _non_empty(cls, v: list[Any] | None) -> list[Any] | None:
         if v is not None and not v:

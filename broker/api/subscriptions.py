@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from .http import (
 from .keys import DELIVERY, RESOLVER, SETTINGS, SUBSCRIPTIONS
 
 BASE = "/ngsi-ld/v1/subscriptions"
+LINK_TYPE = 'type="application/ld+json"'  # pagination links as the conformance suite spells them
 
 
 def _sub_id(request: web.Request) -> str:
@@ -31,6 +33,22 @@ def _sub_id(request: web.Request) -> str:
     if not is_uri(sub_id):
         raise BadRequestData(f"Subscription id must be a URI, got {sub_id!r}")
     return sub_id
+
+
+def _origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def _with_context_url(request: web.Request, body: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    """Show ``jsonldContext`` always (clause 5.2.12): the given one, else the URL of the @context used.
+
+    An inline @context is shown as the URL of its ImplicitlyCreated entry in /jsonldContexts.
+    """
+    if "jsonldContext" not in body:
+        url = request.app[RESOLVER].context_url(doc.get("@context"), _origin(request))
+        if url:
+            body["jsonldContext"] = url
+    return body
 
 
 def _int_param(request: web.Request, name: str, default: int, minimum: int) -> int:
@@ -71,17 +89,18 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     page = docs[offset:offset + limit]
     now = now_iso()
     delivery = request.app[DELIVERY]
-    body = [render_subscription(d, tm, await delivery.status_of(tenant, d["id"]), now, sys_attrs) for d in page]
+    body = [_with_context_url(request, render_subscription(d, tm, await delivery.status_of(tenant, d["id"]), now,
+                                                           sys_attrs), d) for d in page]
     headers: dict[str, str] = {}
     if count:
         headers["NGSILD-Results-Count"] = str(len(docs))
     links = []
     params = {k: v for k, v in request.query.items() if k not in ("limit", "offset")}
     if limit and offset + limit < len(docs):
-        links.append(f'<{BASE}?{urlencode({**params, "limit": limit, "offset": offset + limit})}>; rel="next"')
+        links.append(f'<{BASE}?{urlencode({**params, "limit": limit, "offset": offset + limit})}>;rel="next";{LINK_TYPE}')
     if limit and offset > 0:
         prev = max(0, offset - limit)
-        links.append(f'<{BASE}?{urlencode({**params, "limit": limit, "offset": prev})}>; rel="prev"')
+        links.append(f'<{BASE}?{urlencode({**params, "limit": limit, "offset": prev})}>;rel="prev";{LINK_TYPE}')
     resp = json_response(body, media=media, tm=tm, core_url=settings.core_context, headers=headers)
     for link in links:
         resp.headers.add("Link", link)
@@ -95,7 +114,8 @@ async def retrieve_subscription(request: web.Request) -> web.Response:
     tm = await term_map(request)
     doc = await request.app[SUBSCRIPTIONS].get(tenant, sub_id)
     stats = await request.app[DELIVERY].status_of(tenant, sub_id)
-    body = render_subscription(doc, tm, stats, now_iso(), "sysAttrs" in options_param(request))
+    body = _with_context_url(request, render_subscription(doc, tm, stats, now_iso(),
+                                                          "sysAttrs" in options_param(request)), doc)
     return json_response(body, media=media, tm=tm, core_url=request.app[SETTINGS].core_context)
 
 

@@ -48,6 +48,13 @@ def _pairs(pairs: list[dict[str, str]] | None) -> dict[str, str]:
     return {kv["key"]: kv["value"] for kv in pairs or ()}
 
 
+def link_url(context: Any, default: str) -> str:
+    """The one URL a Link header can carry for a subscription's @context (a lone URL in a list counts)."""
+    if isinstance(context, list) and len(context) == 1:
+        context = context[0]
+    return context if isinstance(context, str) else default
+
+
 def wire_headers(item: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
     """Headers and body of a notification as the endpoint's ``accept`` asks for."""
     endpoint = item["endpoint"]
@@ -57,8 +64,10 @@ def wire_headers(item: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
     context = item.get("context")
     if accept == JSONLD:
         body["@context"] = context
+        if isinstance(body.get("data"), list):  # each entity is a JSON-LD document of its own (5.8.6)
+            body["data"] = [{**e, "@context": context} for e in body["data"]]
     else:
-        url = context if isinstance(context, str) else item.get("core_context")
+        url = link_url(context, item.get("core_context") or "")
         headers["Link"] = f'<{url}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
     if item["tenant"] != DEFAULT_TENANT:
         headers["NGSILD-Tenant"] = item["tenant"]

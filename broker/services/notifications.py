@@ -48,10 +48,13 @@ def trigger_fires(c: Compiled, ev: ChangeEvent) -> bool:
     if ev.kind == "create":
         return "entityCreated" in t or ("attributeCreated" in t and hits(ev.created))
     if ev.kind == "delete":
-        return "entityDeleted" in t
+        return "entityDeleted" in t or ("attributeDeleted" in t and hits(ev.deleted))
+    deleted = ev.deleted
+    if "attributeDeleted" in t and ev.updated:  # a datasetId instance deleted is an attribute deletion
+        deleted = deleted | frozenset(deleted_instances(ev))
     return (("attributeCreated" in t and hits(ev.created))
             or ("attributeUpdated" in t and hits(ev.updated))
-            or ("attributeDeleted" in t and hits(ev.deleted))
+            or ("attributeDeleted" in t and hits(deleted))
             or ("entityUpdated" in t and hits(ev.created | ev.updated | ev.deleted)))
 
 
@@ -74,11 +77,29 @@ def matches(c: Compiled, ev: ChangeEvent, now: str) -> bool:
     return entity_matches(c, entity)
 
 
+NULL = "urn:ngsi-ld:null"
+
+
 def _render_options(c: Compiled) -> RenderOptions:
     n = c.doc["notification"]
     attrs = frozenset(n["attributes"]) if n.get("attributes") else None
+    datasets = frozenset(c.doc["datasetId"]) if c.doc.get("datasetId") else None
     return RenderOptions(format=_FORMATS.get(n.get("format", "normalized"), NORMALIZED),
-                         sys_attrs=bool(n.get("sysAttrs")), attrs=attrs, lang=c.doc.get("lang"))
+                         sys_attrs=bool(n.get("sysAttrs")), attrs=attrs, lang=c.doc.get("lang"),
+                         dataset_id=datasets)
+
+
+def _previous(c: Compiled, old: dict[str, Any]) -> tuple[str, Any] | None:
+    """The ``previous*`` member and value standing for one stored instance (showChanges)."""
+    member = ATTR_TYPES.get(old.get("type", ""), "value")
+    if member not in old:
+        return None
+    value = old[member]
+    if member == "vocab":
+        value = [c.notify_tm.compact(v) for v in value] if isinstance(value, list) else c.notify_tm.compact(value)
+    elif member == "objectList":
+        value = [{"object": o} for o in value]
+    return _PREVIOUS[member], value
 
 
 def _add_previous(rendered: dict[str, Any], c: Compiled, ev: ChangeEvent, opts: RenderOptions) -> None:
@@ -88,13 +109,75 @@ def _add_previous(rendered: dict[str, Any], c: Compiled, ev: ChangeEvent, opts: 
         old = before.get(iri)
         if not old or len(old) != 1:
             continue
-        name = c.notify_tm.compact(iri)
-        current = rendered.get(name)
+        current = rendered.get(c.notify_tm.compact(iri))
         if not isinstance(current, dict):
             continue
-        member = ATTR_TYPES.get(old[0].get("type", ""), "value")
-        if member in old[0]:
-            current[_PREVIOUS[member]] = old[0][member]
+        prev = _previous(c, old[0])
+        if prev is not None:
+            current[prev[0]] = prev[1]
+
+
+def deleted_instances(ev: ChangeEvent) -> dict[str, list[dict[str, Any]]]:
+    """Stored instances this change removed, per attribute IRI: whole attributes and single datasetIds."""
+    before = (ev.before or {}).get("attrs", {})
+    if ev.kind == "delete":
+        return dict(before)
+    after = (ev.after or {}).get("attrs", {})
+    out: dict[str, list[dict[str, Any]]] = {iri: before[iri] for iri in ev.deleted if iri in before}
+    for iri in ev.updated:
+        old = before.get(iri)
+        if old and (len(old) > 1 or old[0].get("datasetId")):
+            kept = {i.get("datasetId") for i in after.get(iri, ())}
+            gone = [i for i in old if i.get("datasetId") not in kept]
+            if gone:
+                out[iri] = gone
+    return out
+
+
+def _null_instance(c: Compiled, old: dict[str, Any], opts: RenderOptions, show_changes: bool, now: str) -> Any:
+    """A deleted instance as the NGSI-LD Null of its type (clause 4.5.18), with deletedAt."""
+    if opts.format == SIMPLIFIED:
+        return NULL
+    attr_type = old.get("type", "Property")
+    member = ATTR_TYPES.get(attr_type, "value")
+    out: dict[str, Any] = {"type": attr_type}
+    out[member] = {"@none": NULL} if member == "languageMap" else NULL
+    if "datasetId" in old:
+        out["datasetId"] = old["datasetId"]
+    if show_changes:
+        prev = _previous(c, old)
+        if prev is not None:
+            out[prev[0]] = prev[1]
+    if opts.sys_attrs:
+        for key in ("createdAt", "modifiedAt"):
+            if key in old:
+                out[key] = old[key]
+        out["deletedAt"] = now
+    return out
+
+
+def _add_deleted(out: dict[str, Any], c: Compiled, ev: ChangeEvent, opts: RenderOptions, now: str) -> None:
+    """Attributes (or datasetId instances) the change deleted, rendered as NGSI-LD Null."""
+    gone = deleted_instances(ev)
+    if not gone:
+        return
+    show_changes = bool(c.doc["notification"].get("showChanges"))
+    for iri, instances in gone.items():
+        if opts.attrs is not None and iri not in opts.attrs:
+            continue
+        if ev.kind == "delete" and c.watched is not None and iri not in c.watched:
+            continue
+        if opts.dataset_id is not None:
+            instances = [i for i in instances if i.get("datasetId", "@none") in opts.dataset_id]
+        nulls = [_null_instance(c, i, opts, show_changes, now) for i in instances]
+        if not nulls:
+            continue
+        name = c.notify_tm.compact(iri)
+        current = out.get(name)
+        if current is None:
+            out[name] = nulls[0] if len(nulls) == 1 else nulls
+        elif opts.format != SIMPLIFIED:
+            out[name] = [*(current if isinstance(current, list) else [current]), *nulls]
 
 
 def to_geojson(entities: list[dict[str, Any]], keyvalues: bool) -> dict[str, Any]:
@@ -109,19 +192,43 @@ def to_geojson(entities: list[dict[str, Any]], keyvalues: bool) -> dict[str, Any
     return {"type": "FeatureCollection", "features": features}
 
 
+def _render_entity(c: Compiled, entity: dict[str, Any], ev: ChangeEvent | None, opts: RenderOptions,
+                   now: str) -> dict[str, Any]:
+    if ev is not None and ev.kind == "delete":
+        types = [c.notify_tm.compact(t) for t in entity.get("type", ())]
+        out: dict[str, Any] = {"id": entity["id"], "type": types[0] if len(types) == 1 else types}
+        if opts.sys_attrs:
+            for key in ("createdAt", "modifiedAt"):
+                if key in entity:
+                    out[key] = entity[key]
+        out["deletedAt"] = now
+        if "attributeDeleted" in c.triggers:
+            _add_deleted(out, c, ev, opts, now)
+        return out
+    out = Renderer(c.notify_tm, opts).entity(entity)
+    if opts.sys_attrs and opts.format == SIMPLIFIED:
+        for key in ("createdAt", "modifiedAt"):
+            if key in entity:
+                out[key] = entity[key]
+    if ev is not None:
+        if c.doc["notification"].get("showChanges") and opts.format != SIMPLIFIED:
+            _add_previous(out, c, ev, opts)
+        if ev.kind == "update":
+            _add_deleted(out, c, ev, opts, now)
+    return out
+
+
+def render_key(c: Compiled) -> tuple[Any, ...]:
+    """What a notification's data depends on besides the change: subscriptions sharing it share one rendering."""
+    n = c.doc["notification"]
+    return (id(c.notify_tm), n.get("format"), n.get("sysAttrs"), n.get("showChanges"),
+            tuple(n.get("attributes") or ()), tuple(c.doc.get("datasetId") or ()), c.doc.get("lang"),
+            n["endpoint"].get("accept"), c.watched, "attributeDeleted" in c.triggers)
+
+
 def render_data(c: Compiled, entities: list[dict[str, Any]], ev: ChangeEvent | None, now: str) -> Any:
     opts = _render_options(c)
-    renderer = Renderer(c.notify_tm, opts)
-    data = []
-    for entity in entities:
-        if ev is not None and ev.kind == "delete":
-            types = [c.notify_tm.compact(t) for t in entity.get("type", ())]
-            data.append({"id": entity["id"], "type": types[0] if len(types) == 1 else types, "deletedAt": now})
-            continue
-        out = renderer.entity(entity)
-        if ev is not None and c.doc["notification"].get("showChanges") and opts.format != SIMPLIFIED:
-            _add_previous(out, c, ev, opts)
-        data.append(out)
+    data = [_render_entity(c, entity, ev, opts, now) for entity in entities]
     if c.doc["notification"]["endpoint"].get("accept") == GEOJSON:
         return to_geojson(data, opts.format == SIMPLIFIED)
     return data
@@ -185,10 +292,14 @@ class NotificationService:
             if entity is None:
                 continue
             now = now or now_iso()
+            rendered: dict[tuple[Any, ...], Any] = {}  # one rendering per (context, format, ...) per change
             for c in idx.candidates(entity):
                 if matches(c, ev, now):
-                    item = notification_item(c, render_data(c, [entity], ev, now), now, self.core_context)
-                    by_tenant.setdefault(ev.tenant, []).append(item)
+                    key = render_key(c)
+                    data = rendered.get(key)
+                    if data is None:
+                        data = rendered[key] = render_data(c, [entity], ev, now)
+                    by_tenant.setdefault(ev.tenant, []).append(notification_item(c, data, now, self.core_context))
         for tenant, items in by_tenant.items():
             self.delivery.enqueue(await self.outbox.add(tenant, items))
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ SUBSCRIPTIONS = "subscriptions"
 META = "meta"
 REVISION_KEY = "subscriptions-revision"
 SCHEMES = ("http", "https", "mqtt", "mqtts")
+ORDER = "_order"
 _TYPE_NAME = re.compile(r"[^,;|()\s]+")
 
 
@@ -261,7 +263,13 @@ def build_subscription(body: Any, tm: TermMap, context: Any, now: str, *,
         doc["expiresAt"] = format_iso(expires)
         if check_expiry and doc["expiresAt"] <= now:
             raise BadRequestData("expiresAt is in the past")
-    doc["isActive"] = sub.isActive
+    if "isActive" in sub.model_fields_set:  # shown back only when given; absent means true
+        doc["isActive"] = sub.isActive
+    if sub.datasetId is not None:
+        for ds in sub.datasetId:
+            if ds != "@none" and not is_uri(ds):
+                raise BadRequestData(f"datasetId must be URIs or @none, got {ds!r}")
+        doc["datasetId"] = sub.datasetId
     if sub.jsonldContext is not None:
         if not is_uri(sub.jsonldContext):
             raise BadRequestData(f"jsonldContext must be a URI, got {sub.jsonldContext!r}")
@@ -280,12 +288,16 @@ def build_subscription(body: Any, tm: TermMap, context: Any, now: str, *,
     if ep.notifierInfo is not None:
         endpoint["notifierInfo"] = [kv.model_dump() for kv in ep.notifierInfo]
     notification: dict[str, Any] = {"format": "keyValues" if n.format == "simplified" else n.format,
-                                    "endpoint": endpoint, "sysAttrs": n.sysAttrs, "showChanges": n.showChanges}
+                                    "endpoint": endpoint}
+    for flag in ("sysAttrs", "showChanges"):  # shown back only when given
+        if flag in n.model_fields_set:
+            notification[flag] = getattr(n, flag)
     if n.attributes is not None:
         notification["attributes"] = [tm.expand(check_name(a)) for a in n.attributes]
     doc["notification"] = notification
     doc["@context"] = context
     doc["createdAt"] = doc["modifiedAt"] = now
+    doc[ORDER] = time.time_ns()  # listing order: creation order (createdAt has only milliseconds)
     return doc
 
 
@@ -301,7 +313,7 @@ def render_subscription(doc: dict[str, Any], tm: TermMap, stats: dict[str, Any] 
     """The subscription as clients see it: names compacted with ``tm``, status computed."""
     out: dict[str, Any] = {}
     for key, value in doc.items():
-        if key in ("@context", "createdAt", "modifiedAt"):
+        if key in ("@context", "createdAt", "modifiedAt", ORDER):
             continue
         if key == "entities":
             value = [{**s, "type": compact_type_expr(s["type"], tm)} for s in value]
@@ -326,8 +338,10 @@ def notification_status(stats: dict[str, Any] | None) -> dict[str, Any]:
     for key in ("lastNotification", "lastSuccess", "lastFailure"):
         if stats.get(key):
             out[key] = stats[key]
-    failed = stats.get("lastFailure") and stats.get("lastFailure", "") >= stats.get("lastSuccess", "")
-    out["status"] = "failed" if failed else "ok"
+    if stats.get("lastNotification") or stats.get("lastFailure") or stats.get("lastSuccess"):
+        # the status of the last attempt: none before the first one (the member is optional, 5.2.14)
+        failed = stats.get("lastFailure") and stats.get("lastFailure", "") >= stats.get("lastSuccess", "")
+        out["status"] = "failed" if failed else "ok"
     return out
 
 
@@ -453,7 +467,9 @@ class SubscriptionService:
 
     async def list(self, tenant: str) -> list[dict[str, Any]]:
         await self._check_tenant(tenant)
-        return await self.store.list_docs(tenant, SUBSCRIPTIONS)
+        docs = await self.store.list_docs(tenant, SUBSCRIPTIONS)
+        docs.sort(key=lambda d: (d.get(ORDER, 0), d.get("createdAt", ""), d["id"]))
+        return docs
 
     async def update(self, tenant: str, sub_id: str, patch: Any, tm_of: Callable[[Any], Any],
                      context: Any, has_context: bool) -> dict[str, Any]:
@@ -477,6 +493,7 @@ class SubscriptionService:
         doc = build_subscription(merged, tm, ctx, now, check_expiry="expiresAt" in patch)
         doc["id"] = sub_id
         doc["createdAt"] = old.get("createdAt", now)
+        doc[ORDER] = old.get(ORDER, 0)
         compiled = await self.compile(tenant, doc)
         await self.store.put_doc(tenant, SUBSCRIPTIONS, sub_id, doc)
         await self._bump(tenant)

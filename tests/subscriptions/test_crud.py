@@ -44,11 +44,15 @@ async def test_create_get_defaults(client: TestClient) -> None:
     assert got["entities"] == [{"type": "Room"}]
     assert got["watchedAttributes"] == ["temperature"]
     assert got["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]
-    assert got["status"] == "active" and got["isActive"] is True
+    # defaults the client did not write are not shown back (isActive, sysAttrs, showChanges), and the
+    # notification status appears only after a first attempt
+    assert got["status"] == "active" and "isActive" not in got
     n = got["notification"]
     assert n["format"] == "normalized" and n["endpoint"]["accept"] == "application/json"
-    assert (n["timesSent"], n["status"]) == (0, "ok")
+    assert n["timesSent"] == 0 and "status" not in n and "sysAttrs" not in n and "showChanges" not in n
     assert got["q"] == "temperature>20"
+    # without an @context the notifications use the core context, and jsonldContext says so
+    assert got["jsonldContext"] == CTX
 
 
 async def test_names_expand_with_request_context_and_compact_in_answers(client: TestClient) -> None:
