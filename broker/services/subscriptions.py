@@ -345,19 +345,6 @@ def notification_status(stats: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7396 merge: objects merge recursively, null removes a member, anything else replaces."""
-    out = dict(target)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_patch(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 # ---------------------------------------------------------------------------------- the service
 
 class SubscriptionService:
@@ -473,7 +460,7 @@ class SubscriptionService:
 
     async def update(self, tenant: str, sub_id: str, patch: Any, tm_of: Callable[[Any], Any],
                      context: Any, has_context: bool) -> dict[str, Any]:
-        """Merge ``patch`` onto the subscription as written in the effective @context, re-validate."""
+        """Replace the members of ``patch`` in the subscription as written in the effective @context, re-validate."""
         if not isinstance(patch, dict) or not [k for k in patch if k != "@context"]:
             raise BadRequestData("An update needs at least one subscription member")
         if "id" in patch and patch["id"] != sub_id:
@@ -488,7 +475,16 @@ class SubscriptionService:
         current["notification"] = {k: v for k, v in current["notification"].items()
                                    if k not in ("status", "timesSent", "timesFailed", "lastNotification",
                                                 "lastSuccess", "lastFailure")}
-        merged = merge_patch(current, {k: v for k, v in patch.items() if k != "@context"})
+        # each member of the fragment replaces the stored one as a whole (clause 5.8.2): a
+        # ``notification`` without an endpoint is invalid, not merged into the old one
+        merged = dict(current)
+        for key, value in patch.items():
+            if key == "@context":
+                continue
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
         now = now_iso()
         doc = build_subscription(merged, tm, ctx, now, check_expiry="expiresAt" in patch)
         doc["id"] = sub_id

@@ -89,7 +89,11 @@ async def test_list_pagination_count_and_links(client: TestClient) -> None:
 
 async def test_update_merges_and_delete(client: TestClient) -> None:
     sub_id = await create(client, sub(q="temperature>20", throttling=5))
-    patch = {"q": "temperature>30", "notification": {"format": "keyValues"}, "isActive": False}
+    # a fragment member replaces the stored member whole: a notification without endpoint is invalid
+    r = await client.patch(f"{SUBS}/{sub_id}", json={"notification": {"format": "keyValues"}}, headers=JSON)
+    await problem(r, 400, "BadRequestData")
+    patch = {"q": "temperature>30", "isActive": False,
+             "notification": {"format": "keyValues", "endpoint": {"uri": "http://127.0.0.1:9/notify"}}}
     r = await client.patch(f"{SUBS}/{sub_id}", json=patch, headers=JSON)
     assert r.status == 204, await r.text()
     got = await (await client.get(f"{SUBS}/{sub_id}")).json()
