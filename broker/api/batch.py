@@ -17,10 +17,11 @@ from ..errors import BadRequestData, NgsiLdError
 from ..jsonld.termmap import TermMap
 from ..services.batch import BatchItem, BatchOp, BatchResult
 from ..timeutil import now_iso
-from .http import JSONLD, json_response, options_param, read_body, tenant_of, term_map
+from .http import JSONLD, check_query_params, json_response, options_param, read_body, tenant_of, term_map
 from .keys import BATCH, RESOLVER, SETTINGS
 
 BASE = "/ngsi-ld/v1/entityOperations"
+BATCH_PARAMS = frozenset({"options", "local"})
 
 
 def _raw_id(entry: Any, op: BatchOp) -> str:
@@ -98,6 +99,7 @@ async def _item(op: BatchOp, entry: Any, contexts: _Contexts, now: str) -> Batch
 
 
 def _options(request: web.Request, allowed: set[str]) -> set[str]:
+    check_query_params(request, BATCH_PARAMS)
     opts = options_param(request)
     unknown = opts - allowed
     if unknown:
@@ -151,6 +153,7 @@ async def batch_merge(request: web.Request) -> web.Response:
 
 
 async def batch_delete(request: web.Request) -> web.Response:
+    _options(request, set())
     result = await _run(request, "delete")
     return _multi_status(result) if result.errors else web.Response(status=204)
 

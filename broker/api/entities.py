@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..entities.expand import ENTITY_MEMBERS, Expander, check_entity_id, check_name, is_null, is_uri
 from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, Renderer, RenderOptions
-from ..errors import BadRequestData, ResourceNotFound
+from ..errors import BadRequestData, InvalidRequest, ResourceNotFound
 from ..jsonld.termmap import TermMap
 from ..services.entities import UpdateResult
 from ..timeutil import now_iso
@@ -19,6 +19,7 @@ from .http import (
     JSONLD,
     MERGE_PATCH,
     bool_param,
+    check_query_params,
     json_response,
     negotiate,
     options_param,
@@ -29,11 +30,22 @@ from .http import (
 from .keys import ENTITIES, SETTINGS
 
 BASE = "/ngsi-ld/v1"
-ENTITY = BASE + "/entities/{entityId}"
+# An empty id matches too, so ``PUT /entities/`` or ``/entities//attrs`` is a 400 for the malformed id,
+# not a 404/405 from the router (ETSI 010_02_01, 054_02_02, ...).
+ENTITY = BASE + "/entities/{entityId:[^/]*}"
 ATTRS = ENTITY + "/attrs"
 ATTR = ATTRS + "/{attrId}"
 
 RETRIEVE_OPTIONS = frozenset({"keyValues", "simplified", "concise", "normalized", "sysAttrs"})
+# Query parameters each operation defines (clause 6.5-6.7); anything else is a 400 InvalidRequest.
+# ``type`` and ``local`` belong to distributed operations and are accepted (and ignored) everywhere.
+_COMMON = frozenset({"type", "local"})
+RETRIEVE_PARAMS = _COMMON | {"attrs", "options", "format", "pick", "omit", "lang", "datasetId",
+                             "geometryProperty", "join", "joinLevel", "containedBy", "entityMap"}
+WRITE_PARAMS = _COMMON | {"options"}
+DELETE_ATTR_PARAMS = _COMMON | {"datasetId", "deleteAll"}
+# names that are entity members, never attributes (PUT /attrs/scope is a 400, ETSI 055_03_05)
+_RESERVED = frozenset({"id", "type", "scope", "createdAt", "modifiedAt", "deletedAt"})
 _SPECIAL = {"id", "type", "scope"}
 
 
@@ -132,8 +144,11 @@ def _update_answer(result: UpdateResult) -> web.Response:
 
 # ---------------------------------------------------------------- entities
 async def create_entity(request: web.Request) -> web.Response:
+    check_query_params(request, _COMMON)
     tenant = tenant_of(request)
     body, context = await read_body(request)
+    if not isinstance(body, dict):
+        raise InvalidRequest("The entity must be a JSON object")
     tm = await term_map(request, context, from_link=False)
     entity = Expander(tm, now_iso()).entity(body)
     await request.app[ENTITIES].create(tenant, entity)
@@ -141,6 +156,7 @@ async def create_entity(request: web.Request) -> web.Response:
 
 
 async def retrieve_entity(request: web.Request) -> web.Response:
+    check_query_params(request, RETRIEVE_PARAMS)
     tenant = tenant_of(request)
     media = negotiate(request, (JSON, JSONLD))
     entity_id = _entity_id(request)
@@ -153,6 +169,7 @@ async def retrieve_entity(request: web.Request) -> web.Response:
 
 
 async def delete_entity(request: web.Request) -> web.Response:
+    check_query_params(request, _COMMON)
     tenant = tenant_of(request)
     entity_id = _entity_id(request)
     await request.app[ENTITIES].delete(tenant, entity_id)
@@ -161,6 +178,7 @@ async def delete_entity(request: web.Request) -> web.Response:
 
 async def replace_entity(request: web.Request) -> web.Response:
     """PUT: everything but id and createdAt is replaced (5.6.18)."""
+    check_query_params(request, WRITE_PARAMS)
     tenant = tenant_of(request)
     entity_id = _entity_id(request)
     body, context = await read_body(request)
@@ -173,6 +191,7 @@ async def replace_entity(request: web.Request) -> web.Response:
 
 async def merge_entity(request: web.Request) -> web.Response:
     """PATCH: merge-patch (5.6.17); ``urn:ngsi-ld:null`` deletes attributes and sub-attributes."""
+    check_query_params(request, WRITE_PARAMS)
     tenant = tenant_of(request)
     entity_id = _entity_id(request)
     body, context = await read_body(request, (JSON, JSONLD, MERGE_PATCH))
@@ -187,6 +206,7 @@ async def merge_entity(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- attributes
 async def append_attrs(request: web.Request) -> web.Response:
     """POST /attrs (5.6.3): add or overwrite; with ``noOverwrite`` existing ones are kept."""
+    check_query_params(request, WRITE_PARAMS)
     tenant = tenant_of(request)
     entity_id = _entity_id(request)
     opts = _check_options(request, frozenset({"noOverwrite"}))
@@ -201,21 +221,24 @@ async def append_attrs(request: web.Request) -> web.Response:
 
 
 async def update_attrs(request: web.Request) -> web.Response:
-    """PATCH /attrs (5.6.2): only existing attributes are updated; the rest are reported."""
+    """PATCH /attrs (5.6.2): only existing attributes are updated; the rest are reported.
+
+    Types in the fragment are added and an existing scope is replaced (ETSI 011_05, 011_06)."""
+    check_query_params(request, WRITE_PARAMS)
     tenant = tenant_of(request)
     entity_id = _entity_id(request)
     body, context = await read_body(request)
     tm = await term_map(request, context, from_link=False)
     frag = Expander(tm, now_iso(), allow_null=True).fragment(body)
     _check_body_id(frag, entity_id)
-    if not frag["attrs"]:
-        raise BadRequestData("The request carries no attributes")
+    _require_content(frag)
     result = await request.app[ENTITIES].update_attrs(tenant, entity_id, frag, names=_names_of(body, tm))
     return _update_answer(result)
 
 
 async def retrieve_attr(request: web.Request) -> web.Response:
     """GET /attrs/{attrId} (v1.9 clause 5.7.?): one attribute, rendered like in the entity."""
+    check_query_params(request, RETRIEVE_PARAMS)
     tenant = tenant_of(request)
     media = negotiate(request, (JSON, JSONLD))
     entity_id = _entity_id(request)
@@ -241,6 +264,7 @@ async def _attr_body(request: web.Request) -> tuple[dict[str, Any], TermMap]:
 
 async def partial_update_attr(request: web.Request) -> web.Response:
     """PATCH /attrs/{attrId} (5.6.4): merge into one instance, unspecified members are kept."""
+    check_query_params(request, WRITE_PARAMS)
     tenant = tenant_of(request)
     entity_id = _entity_id(request)
     name = _attr_name(request)
@@ -259,9 +283,12 @@ async def partial_update_attr(request: web.Request) -> web.Response:
 
 async def replace_attr(request: web.Request) -> web.Response:
     """PUT /attrs/{attrId} (5.6.19): the instance with the body's datasetId is replaced."""
+    check_query_params(request, WRITE_PARAMS)
     tenant = tenant_of(request)
     entity_id = _entity_id(request)
     name = _attr_name(request)
+    if name in _RESERVED:
+        raise BadRequestData(f"{name} is an entity member, not an attribute")
     body, tm = await _attr_body(request)
     inst = Expander(tm, now_iso()).instance(name, body)
     await request.app[ENTITIES].replace_attr(tenant, entity_id, tm.expand(name), inst, name=name)
@@ -269,7 +296,9 @@ async def replace_attr(request: web.Request) -> web.Response:
 
 
 async def delete_attr(request: web.Request) -> web.Response:
-    """DELETE /attrs/{attrId} (5.6.5): the default instance, one ``datasetId`` or ``deleteAll``."""
+    """DELETE /attrs/{attrId} (5.6.5): the default instance, one ``datasetId`` or ``deleteAll``;
+    ``scope`` removes the entity's scope (ETSI 013_04)."""
+    check_query_params(request, DELETE_ATTR_PARAMS)
     tenant = tenant_of(request)
     entity_id = _entity_id(request)
     name = _attr_name(request)

@@ -72,6 +72,9 @@ async def read_body(request: web.Request, allowed: tuple[str, ...] = (JSON, JSON
 
 async def body_context(request: web.Request, body: Any, ctype: str) -> Any:
     if ctype == JSONLD:
+        # clause 6.3.5: with JSON-LD content the @context travels in the body; a Link header too is ambiguous
+        if link_context(request) is not None:
+            raise BadRequestData("A JSON-LD Link header is not allowed with Content-Type application/ld+json")
         if isinstance(body, dict):
             if "@context" not in body:
                 raise BadRequestData("application/ld+json requires an @context in the body")
@@ -149,6 +152,15 @@ def json_response(data: Any, status: int = 200, *, media: str = JSON, tm: TermMa
         else:
             hdrs["Link"] = context_link(tm, core_url)
     return web.Response(body=orjson.dumps(data), status=status, content_type=media, headers=hdrs)
+
+
+def check_query_params(request: web.Request, allowed: frozenset[str] | set[str]) -> None:
+    """400 InvalidRequest for a query parameter the operation does not define (ETSI 059_01).
+
+    Call it first in a handler, before the body is read, so the parameter error wins."""
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise InvalidRequest(f"Unknown query parameter {unknown[0]!r}; allowed: {', '.join(sorted(allowed)) or 'none'}")
 
 
 def bool_param(request: web.Request, name: str) -> bool:

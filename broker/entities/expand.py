@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..errors import BadRequestData
+from ..errors import BadRequestData, InvalidRequest
 from ..jsonld.termmap import TermMap
 from ..timeutil import normalize_iso
 
@@ -53,6 +53,8 @@ _NAME_FORBIDDEN = re.compile(r"[\s<>\"'=;()\\]")
 _SCOPE = re.compile(r"^/[^\s/#+]*(/[^\s/#+]+)*$")
 
 MAX_DEPTH = 16
+# terms every NGSI-LD core context aliases to JSON-LD keywords (@id, @type)
+_KEYWORD_ALIASES = frozenset({"id", "type"})
 
 
 def is_uri(value: Any) -> bool:
@@ -66,7 +68,9 @@ def check_entity_id(value: Any) -> str:
 
 
 def check_name(name: Any, what: str = "attribute") -> str:
-    if not isinstance(name, str) or not name or len(name) > 512 or _NAME_FORBIDDEN.search(name):
+    """A term or IRI usable as a name; ``@``-names are JSON-LD keywords, never attributes or types."""
+    if (not isinstance(name, str) or not name or len(name) > 512 or _NAME_FORBIDDEN.search(name)
+            or name.startswith("@")):
         raise BadRequestData(f"Invalid {what} name {name!r}")
     return name
 
@@ -79,6 +83,9 @@ def expand_types(value: Any, tm: TermMap) -> list[str]:
     for t in items:
         check_name(t, "entity type")
         iri = tm.expand(t)
+        if t in _KEYWORD_ALIASES or not is_uri(iri):
+            # "type" is the core context's alias of the keyword @type, not a type name (ETSI 001_02_04)
+            raise BadRequestData(f"Invalid entity type {t!r}: it does not name a type IRI")
         if iri not in out:
             out.append(iri)
     return out
@@ -328,7 +335,7 @@ class Expander:
     def entity(self, body: Any, *, require_id: bool = True, require_type: bool = True) -> dict[str, Any]:
         """A whole entity for create, replace or upsert (``type`` is [] when optional and absent)."""
         if not isinstance(body, dict):
-            raise BadRequestData("Entity must be a JSON object")
+            raise InvalidRequest("Entity must be a JSON object")
         raw_id = body.get("id", body.get("@id"))
         if raw_id is None and require_id:
             raise BadRequestData("Entity id is missing")
@@ -353,7 +360,7 @@ class Expander:
         ``scope`` is None when the fragment deletes it (``urn:ngsi-ld:null`` in a merge).
         """
         if not isinstance(body, dict):
-            raise BadRequestData("Entity fragment must be a JSON object")
+            raise InvalidRequest("Entity fragment must be a JSON object")
         out: dict[str, Any] = {}
         raw_id = body.get("id", body.get("@id"))
         if raw_id is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import AlreadyExists, InternalError, NgsiLdError, ResourceNotFound
+from ..errors import AlreadyExists, BadRequestData, InternalError, NgsiLdError, ResourceNotFound
 from ..timeutil import now_iso
 from .entities import (
     EntityService,
@@ -89,9 +89,10 @@ class BatchService:
             existing = set(await self.entities.store.get_entities(tenant, list(groups)))
         try:
             for entity_id, group in groups.items():
+                kept: list[UpdateResult] = []
                 try:
                     event = await self._apply(tenant, op, entity_id, group, entity_id in existing, mode,
-                                              no_overwrite, source, result)
+                                              no_overwrite, source, result, kept)
                 except NgsiLdError as err:
                     result.errors.append((entity_id, err))
                     continue
@@ -99,13 +100,22 @@ class BatchService:
                     events.append(event)
                     if event.kind == "create":
                         result.created.append(entity_id)
+                not_updated = [iri for r in kept for iri, _ in r.not_updated]
+                if not_updated:
+                    # noOverwrite left attributes alone: the entity is reported, not counted a success
+                    # (clause 5.6.9 via 5.6.3; ETSI 005_02); the other attributes were still appended
+                    result.errors.append((entity_id, BadRequestData(
+                        f"Attributes exist and noOverwrite was requested: {', '.join(dict.fromkeys(not_updated))}",
+                        title="Attributes not updated")))
+                    continue
                 result.success.append(entity_id)
         finally:
             await self.entities.bus.publish(events)
         return result
 
     async def _apply(self, tenant: str, op: BatchOp, entity_id: str, group: list[BatchItem], exists: bool,
-                     mode: str, no_overwrite: bool, source: str, result: BatchResult) -> ChangeEvent | None:
+                     mode: str, no_overwrite: bool, source: str, result: BatchResult,
+                     kept: list[UpdateResult]) -> ChangeEvent | None:
         svc = self.entities
         if op == "create":
             result.errors.extend((entity_id, AlreadyExists(f"Entity {entity_id} given twice in the batch"))
@@ -129,17 +139,22 @@ class BatchService:
                     pass  # created concurrently: update it instead
             mutation = _chain([self._mutation("upsert", _entity(i), mode, False) for i in group])
         else:
-            mutation = _chain([self._mutation(op, _entity(i), mode, no_overwrite) for i in group])
+            mutation = _chain([self._mutation(op, _entity(i), mode, no_overwrite, kept) for i in group])
         _, _, event = await svc.modify(tenant, entity_id, mutation, source, publish=False)
         return event
 
     @staticmethod
-    def _mutation(op: BatchOp, entity: dict[str, Any], mode: str, no_overwrite: bool) -> Mutation:
+    def _mutation(op: BatchOp, entity: dict[str, Any], mode: str, no_overwrite: bool,
+                  kept: list[UpdateResult] | None = None) -> Mutation:
+        """The mutation of one entry; append results go to ``kept`` so noOverwrite skips can be reported."""
         if op == "merge":
             return merge_mutation(entity, {})
         if op == "upsert" and mode == "replace":
             return replace_mutation(entity)
-        return append_mutation(entity, no_overwrite, UpdateResult(), {})
+        outcome = UpdateResult()
+        if kept is not None:
+            kept.append(outcome)
+        return append_mutation(entity, no_overwrite, outcome, {})
 
 
 def _entity(item: BatchItem) -> dict[str, Any]:

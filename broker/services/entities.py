@@ -32,9 +32,16 @@ def clone(entity: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(entity))
 
 
+SCOPE_IRI = "https://uri.etsi.org/ngsi-ld/scope"
+
+
 @dataclass(slots=True)
 class UpdateResult:
-    """Outcome of append/update of attributes: what changed and what was left alone (and why)."""
+    """Outcome of append/update of attributes: what changed and what was left alone (and why).
+
+    Attributes are listed by expanded IRI: the answer carries no @context to compact with, and
+    the ETSI suite (010_04_01) expects the IRIs.
+    """
 
     updated: list[str] = field(default_factory=list)
     not_updated: list[tuple[str, str]] = field(default_factory=list)
@@ -147,11 +154,13 @@ def append_mutation(frag: dict[str, Any], no_overwrite: bool, result: UpdateResu
         touched: set[str] = set()
         changed = _add_types(entity, frag.get("type"))
         if "scope" in frag and frag["scope"] is not None:
-            entity["scope"] = frag["scope"]
-            changed = True
+            # noOverwrite adds the scopes to the existing ones; otherwise they replace them (ETSI 010_07)
+            scope = list(dict.fromkeys([*entity.get("scope", []), *frag["scope"]])) if no_overwrite \
+                else frag["scope"]
+            changed = changed or scope != entity.get("scope")
+            entity["scope"] = scope
         attrs = entity.setdefault("attrs", {})
         for iri, instances in frag.get("attrs", {}).items():
-            name = names.get(iri, iri)
             olds = attrs.setdefault(iri, [])
             done = False
             for inst in instances:
@@ -168,9 +177,9 @@ def append_mutation(frag: dict[str, Any], no_overwrite: bool, result: UpdateResu
                 del attrs[iri]
             if done:
                 touched.add(iri)
-                result.updated.append(name)
+                result.updated.append(iri)
             else:
-                result.not_updated.append((name, "Attribute exists and noOverwrite was requested"))
+                result.not_updated.append((iri, "Attribute exists and noOverwrite was requested"))
         return touched if touched or changed else None
 
     return mutate
@@ -182,16 +191,24 @@ def update_mutation(frag: dict[str, Any], result: UpdateResult, names: dict[str,
     def mutate(entity: dict[str, Any], now: str) -> set[str] | None:
         result.reset()
         touched: set[str] = set()
+        # types are added (ETSI 011_06); a scope replaces an existing one but is not created (011_05)
+        changed = _add_types(entity, frag.get("type"))
+        if frag.get("scope") is not None:
+            if entity.get("scope"):
+                changed = changed or frag["scope"] != entity["scope"]
+                entity["scope"] = frag["scope"]
+                result.updated.append(SCOPE_IRI)
+            else:
+                result.not_updated.append((SCOPE_IRI, "The entity has no scope to update"))
         attrs = entity.setdefault("attrs", {})
         for iri, instances in frag.get("attrs", {}).items():
-            name = names.get(iri, iri)
             olds = attrs.get(iri)
             if olds is None:
-                result.not_updated.append((name, "Attribute does not exist"))
+                result.not_updated.append((iri, "Attribute does not exist"))
                 continue
             missing = [i.get("datasetId") for i in instances if _find(olds, i.get("datasetId")) < 0]
             if missing:
-                result.not_updated.append((name, f"No instance with datasetId {missing[0] or '(default)'}"))
+                result.not_updated.append((iri, f"No instance with datasetId {missing[0] or '(default)'}"))
                 continue
             for inst in instances:
                 j = _find(olds, inst.get("datasetId"))
@@ -202,8 +219,8 @@ def update_mutation(frag: dict[str, Any], result: UpdateResult, names: dict[str,
             if not olds:
                 del attrs[iri]
             touched.add(iri)
-            result.updated.append(name)
-        return touched or None
+            result.updated.append(iri)
+        return touched if touched or changed else None
 
     return mutate
 
@@ -253,6 +270,9 @@ def partial_attr_mutation(iri: str, frag: Instance, name: str) -> Mutation:
         j = _find(olds or [], frag.get("datasetId"))
         if j < 0:
             raise ResourceNotFound(_missing(entity["id"], name, frag.get("datasetId")))
+        if "type" in frag and frag["type"] != olds[j]["type"]:  # type: ignore[index]
+            # 5.6.4 updates an attribute, it does not turn it into another kind (ETSI 012_02_03)
+            raise BadRequestData(f"Attribute {name} is a {olds[j]['type']}, not a {frag['type']}")  # type: ignore[index]
         olds[j] = merge_instance(olds[j], frag, now, name)  # type: ignore[index]
         return {iri}
 
@@ -277,6 +297,10 @@ def delete_attr_mutation(iri: str, name: str, dataset_id: str | None, delete_all
     """Delete Attribute (5.6.5): one instance (default or ``datasetId``) or all of them."""
 
     def mutate(entity: dict[str, Any], now: str) -> set[str]:
+        if iri == SCOPE_IRI:  # ``scope`` is no attribute, but DELETE /attrs/scope removes it (ETSI 013_04)
+            if not entity.pop("scope", None):
+                raise ResourceNotFound(f"Entity {entity['id']} has no scope")
+            return set()
         attrs = entity.get("attrs", {})
         olds = attrs.get(iri)
         if not olds:

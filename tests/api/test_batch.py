@@ -90,16 +90,24 @@ async def test_update(client: TestClient) -> None:
     resp = await send(client, "POST", f"{OPS}/update", [room(1, a=5, c=7)])
     assert resp.status == 204
     assert await get(client, "urn:ngsi-ld:Room:1", "?options=keyValues") == room(1, a=5, b=2, c=7)
+    # noOverwrite: new attributes are appended, but an entity with a kept attribute is an error (ETSI 005_02)
     resp = await send(client, "POST", f"{OPS}/update?options=noOverwrite", [room(1, a=99, d=4)])
-    assert resp.status == 204
+    assert resp.status == 207
+    result = await resp.json()
+    assert result["success"] == []
+    [err] = result["errors"]
+    assert err["entityId"] == "urn:ngsi-ld:Room:1" and err["error"]["type"].endswith("/BadRequestData")
+    assert "default-context/a" in err["error"]["detail"]
     assert await get(client, "urn:ngsi-ld:Room:1", "?options=keyValues") == room(1, a=5, b=2, c=7, d=4)
+    resp = await send(client, "POST", f"{OPS}/update?options=noOverwrite", [room(1, e=1)])
+    assert resp.status == 204
     resp = await send(client, "POST", f"{OPS}/update/", [room(1, a=6), room(404, a=1), {"a": 1}])
     assert resp.status == 207
     result = await resp.json()
     assert result["success"] == ["urn:ngsi-ld:Room:1"]
     assert [(e["entityId"], e["error"]["status"]) for e in result["errors"]] == \
         [("", 400), ("urn:ngsi-ld:Room:404", 404)]
-    assert len(rec.calls) == 3 and all(len(c) == 1 for c in rec.calls)
+    assert len(rec.calls) == 4 and all(len(c) == 1 for c in rec.calls)
 
 
 async def test_merge(client: TestClient) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from broker.entities.expand import NGSILD_NULL, Expander, infer_instance, is_null
 from broker.entities.render import CONCISE, SIMPLIFIED, Renderer, RenderOptions, _lang_prefs
-from broker.errors import BadRequestData
+from broker.errors import BadRequestData, InvalidRequest
 from broker.jsonld.termmap import TermMap
 
 V = "https://uri.etsi.org/ngsi-ld/default-context/"
@@ -67,8 +67,16 @@ def test_validation_errors() -> None:
         ex.entity({"id": "urn:x:1", "type": "T", "scope": "nope"})
     with pytest.raises(BadRequestData):
         ex.entity({"id": "urn:x:1"})
-    with pytest.raises(BadRequestData):
+    # a body that is not an object at all is a malformed request (ETSI 001_02_02 wants InvalidRequest)
+    with pytest.raises(InvalidRequest):
         ex.fragment([1])
+    with pytest.raises(InvalidRequest):
+        ex.entity([])
+    # names that are JSON-LD keywords, and types that expand to a keyword (core "type" = @type)
+    with pytest.raises(BadRequestData):
+        ex.attribute("@invalid", 1)
+    with pytest.raises(BadRequestData):
+        ex.entity({"id": "urn:x:1", "type": "type"})
 
 
 def test_vocab_expands_and_compacts() -> None:
