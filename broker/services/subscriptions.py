@@ -29,6 +29,7 @@ from ..errors import BadRequestData, NonexistentTenant, ResourceNotFound
 from ..jsonld.resolver import ContextResolver
 from ..jsonld.termmap import TermMap
 from ..query.ast import GeoQuery, QNode, ScopeNode, TypeName, TypeNode
+from ..query.evaluator import match_types
 from ..query.parser import parse_geoq, parse_q, parse_scope_q, parse_type_expr
 from ..query.regex import compile_regex
 from ..store.base import DEFAULT_TENANT, Store
@@ -58,8 +59,6 @@ class Selector:
     types: TypeNode
 
     def matches(self, entity: dict[str, Any]) -> bool:
-        from ..query.evaluator import match_types
-
         if self.id is not None:
             if entity["id"] != self.id:
                 return False

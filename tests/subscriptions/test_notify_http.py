@@ -94,7 +94,9 @@ async def test_keyvalues_ldjson_receiverinfo_and_tenant(nclient: TestClient, rec
     assert got["headers"]["X-Auth-Token"] == "s3cret"
     assert got["headers"]["NGSILD-Tenant"] == "city1"
     assert got["body"]["@context"] == CTX
-    assert got["body"]["data"] == [{"id": "urn:ngsi-ld:Room:2", "type": "Room", "temperature": 18.5}]
+    # JSON-LD: every entity of data is a document with its own @context
+    assert got["body"]["data"] == [{"id": "urn:ngsi-ld:Room:2", "type": "Room", "temperature": 18.5,
+                                    "@context": CTX}]
 
 
 async def test_jsonld_context_compacts_notifications(nclient: TestClient, receiver: Receiver) -> None:
@@ -107,7 +109,7 @@ async def test_jsonld_context_compacts_notifications(nclient: TestClient, receiv
     r = await nclient.post(ENTITIES, json=entity, headers={"Content-Type": "application/ld+json"})
     assert r.status == 201
     got = (await receiver.next())["body"]
-    assert got["@context"] == ctx
+    assert got["@context"] == ctx and got["data"][0]["@context"] == ctx
     assert got["data"][0]["type"] == "Room" and got["data"][0]["temp"]["value"] == 1
 
 
@@ -139,10 +141,13 @@ async def test_triggers_entity_deleted_and_attribute_deleted(nclient: TestClient
     r = await nclient.delete(f"{ENTITIES}/urn:ngsi-ld:Room:10/attrs/humidity")
     assert r.status == 204, await r.text()
     got = (await receiver.next())["body"]["data"][0]
-    assert "humidity" not in got and got["temperature"]["value"] == 30
+    # the deleted attribute is shown as NGSI-LD Null (clause 4.5.18)
+    assert got["humidity"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
+    assert got["temperature"]["value"] == 30
     assert (await nclient.delete(f"{ENTITIES}/urn:ngsi-ld:Room:10")).status == 204
     got = (await receiver.next())["body"]["data"][0]
     assert got["id"] == "urn:ngsi-ld:Room:10" and got["type"] == "Room" and "deletedAt" in got
+    assert got["temperature"] == {"type": "Property", "value": "urn:ngsi-ld:null"}  # attributeDeleted too
 
 
 async def test_show_changes_and_sysattrs(nclient: TestClient, receiver: Receiver) -> None:
