@@ -22,7 +22,7 @@ from ..query.model import EntityQuery
 from ..query.parser import parse_geoq, parse_q, parse_scope_q, parse_type_expr
 from ..query.regex import compile_regex
 from .entities import EntityService
-from .linked import NO_JOIN, JoinOptions, Projection, join_options, parse_projection
+from .linked import NO_JOIN, JoinOptions, Linker, Projection, join_options, parse_projection
 from .order import OrderKey, parse_order_by, sort_entities
 
 _MEMBERS = frozenset({"id", "type", "scope"})
@@ -59,6 +59,10 @@ QUERY_PARAMS = frozenset({
     "id", "type", "idPattern", "attrs", "q", "csf", "georel", "geometry", "coordinates", "geoproperty",
     "geometryProperty", "lang", "scopeQ", "options", "format", "limit", "offset", "count", "local", "via",
     "datasetId", "pick", "omit", "join", "joinLevel", "containedBy", "entityMap", "orderBy",
+})
+RETRIEVE_PARAMS = frozenset({
+    "attrs", "options", "format", "lang", "geometryProperty", "pick", "omit", "join", "joinLevel",
+    "containedBy", "entityMap", "local", "via", "datasetId", "type",
 })
 PURGE_PARAMS = frozenset({
     "id", "type", "idPattern", "q", "csf", "georel", "geometry", "coordinates", "geoproperty", "scopeQ",
@@ -157,7 +161,8 @@ def render_options(params: Mapping[str, Any], options: set[str], tm: TermMap,
     known = {"keyValues", "simplified", "concise", "normalized", "sysAttrs"}
     unknown = options - known
     if unknown:
-        raise BadRequestData(f"Unknown options {', '.join(sorted(unknown))}")
+        # an options value the API does not define is an invalid request (clause 6.3.20; ETSI 018_16)
+        raise InvalidRequest(f"Unknown options {', '.join(sorted(unknown))}")
     formats = {o for o in options if o != "sysAttrs"}
     fmt = NORMALIZED
     if formats & {"keyValues", "simplified"}:
@@ -173,7 +178,7 @@ def render_options(params: Mapping[str, Any], options: set[str], tm: TermMap,
         elif fmt_param in (CONCISE, NORMALIZED):
             fmt = fmt_param
         else:
-            raise BadRequestData(f"Unknown format {fmt_param!r}")
+            raise InvalidRequest(f"Unknown format {fmt_param!r}")
     pick, omit = projection if projection is not None else projections(params, attrs)
     opts = RenderOptions(format=fmt, sys_attrs="sysAttrs" in options, lang=params.get("lang") or None)
     keep: set[str] | None = set(attrs) if attrs is not None else None
@@ -414,6 +419,47 @@ def from_body(body: Any, params: Mapping[str, str], tm: TermMap, default_limit: 
                         parsed.containedBy if parsed.containedBy is not None else params.get("containedBy"))
     order_by = parse_order_by(params.get("orderBy"), tm)
     return QuerySpec(query, render, _geometry_property(params, tm), local, selectors, pick, omit, join, order_by)
+
+
+# ---------------------------------------------------------------------------- retrieve one entity
+
+
+@dataclass(slots=True)
+class RetrieveSpec:
+    """GET /entities/{id}: how to render the entity and which linked entities to add."""
+
+    render: RenderOptions
+    pick: Projection | None = None
+    omit: Projection | None = None
+    join: JoinOptions = NO_JOIN
+    geometry_property: str = DEFAULT_GEOPROPERTY
+
+
+def retrieve_spec(params: Mapping[str, str], tm: TermMap, *, multi_options: list[str] | None = None) -> RetrieveSpec:
+    """The parameters of GET /entities/{id} (clause 6.5.3.1), validated like a query's: undefined
+    ``options`` or ``format`` values are InvalidRequest; bad ``attrs`` / ``pick`` / ``omit`` / ``join``
+    values (including pick or omit with attrs) are BadRequestData. Unknown parameter names are the
+    handler's to refuse (``RETRIEVE_PARAMS`` lists what this function reads)."""
+    attrs = attr_iris(split_list(params.get("attrs"), "attrs"), tm)
+    pick, omit = projections(params, attrs)
+    options = options_of({"options": multi_options} if multi_options is not None else params)
+    render = render_options(params, options, tm, attrs, (pick, omit))
+    join = join_options(params.get("join"), params.get("joinLevel"), params.get("containedBy"))
+    return RetrieveSpec(render, pick, omit, join, _geometry_property(params, tm))
+
+
+async def render_retrieved(store: Any, tenant: str, tm: TermMap, entity: dict[str, Any],
+                           spec: RetrieveSpec) -> dict[str, Any] | list[dict[str, Any]]:
+    """The body of GET /entities/{id}: the entity (linked entities inlined), or with ``join=flat`` a
+    list when something is linked. 404 ResourceNotFound when ``attrs`` names none of the entity's
+    attributes (ETSI 018_03_02) or ``pick`` / ``omit`` leave nothing of it (018_19)."""
+    opts = spec.render
+    if opts.attrs is not None and spec.pick is None and not any(a in opts.attrs for a in entity.get("attrs", {})):
+        raise ResourceNotFound(f"Entity {entity['id']} has none of the requested attributes")
+    out = await Linker(store, tenant, tm, opts, spec.join, spec.pick, spec.omit).render_one(entity)
+    if not out:
+        raise ResourceNotFound(f"Nothing of entity {entity['id']} is left after pick / omit")
+    return out
 
 
 def needs_id_resolution(spec: QuerySpec) -> bool:

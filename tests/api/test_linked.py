@@ -12,8 +12,9 @@ from aiohttp.test_utils import TestClient
 
 from broker.api.keys import RESOLVER, STORE
 from broker.entities.render import RenderOptions
-from broker.errors import BadRequestData
+from broker.errors import BadRequestData, InvalidRequest, ResourceNotFound
 from broker.services.linked import Linker, join_options, parse_projection
+from broker.services.query import render_retrieved, retrieve_spec
 from broker.store.base import DEFAULT_TENANT
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
@@ -213,6 +214,35 @@ async def test_render_one_for_retrieve(client: TestClient) -> None:
     assert await linker("flat").render_one(c2) == {"id": C2, "type": "City", "name": prop("Lyon")}
     inline = await linker("inline", "simplified").render_one(b1)
     assert isinstance(inline, dict) and inline["locatedAt"]["id"] == C1
+
+
+async def test_retrieve_spec_and_render_retrieved(client: TestClient) -> None:
+    """The helpers GET /entities/{id} calls: ETSI 018_10..21 (join, projections, 404s, 400s)."""
+    await seed(client)
+    store = client.server.app[STORE]
+    tm = await client.server.app[RESOLVER].resolve(None)
+    b1 = await store.get_entity(DEFAULT_TENANT, B1)
+    assert b1 is not None
+
+    async def render(**params: str) -> Any:
+        return await render_retrieved(store, DEFAULT_TENANT, tm, b1, retrieve_spec(params, tm))
+
+    assert await render(join="inline", joinLevel="2", pick="id,locatedAt{isInCountry{name}}") == {
+        "id": B1, "locatedAt": {**rel(C1), "entity": {"isInCountry": {**rel(F), "entity": {
+            "name": prop("France")}}}}}
+    flat = await render(join="flat", options="keyValues", omit="name,locatedAt{name,description}")
+    assert flat == [{"id": B1, "type": "Building", "locatedAt": C1},
+                    {"id": C1, "type": "City", "isInCountry": F}]
+    assert await render(attrs="name") == {"id": B1, "type": "Building", "name": prop("Tower")}
+    for params, error in (({"attrs": "unknown"}, ResourceNotFound), ({"pick": "unknown"}, ResourceNotFound),
+                          ({"omit": "id,type,name,locatedAt"}, ResourceNotFound),
+                          ({"pick": "name", "attrs": "name"}, BadRequestData),
+                          ({"omit": "name", "attrs": "name"}, BadRequestData),
+                          ({"pick": "id,locatedAt{name"}, BadRequestData), ({"join": "x"}, BadRequestData),
+                          ({"format": "invalidFormat"}, InvalidRequest),
+                          ({"options": "keyValues,invalid"}, InvalidRequest)):
+        with pytest.raises(error):
+            await render(**params)
 
 
 # ------------------------------------------------------------------------------------ orderBy
