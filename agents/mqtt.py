@@ -130,10 +130,16 @@ class MqttTransport:
             client._client.disconnect(properties=props)  # noqa: SLF001
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._task), 5)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task = self._task
+        if task is not None:
+            # a cancel can be swallowed while aiomqtt is mid-connect: repeat it until the task ends
+            for _ in range(100):
+                if task.done():
+                    break
+                task.cancel()
+                await asyncio.wait([task], timeout=0.1)
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.warning("MQTT supervisor ended with %r", task.exception())
 
     def _client(self) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)
@@ -156,6 +162,8 @@ class MqttTransport:
                     self.client = client
                     await client.subscribe([(f"$share/{self.share_group}/{f}", SubscribeOptions(qos=1))
                                             for f in FILTERS])
+                    if self._closing:
+                        return
                     self.connected = True
                     self._ready.set()
                     backoff = 0.5
