@@ -14,8 +14,7 @@ from ..entities.expand import check_name
 from ..errors import ResourceNotFound
 from ..jsonld.termmap import TermMap
 from ..services.discovery import Inventory
-from ..services.query import reject_unknown
-from .http import bool_param, json_response, negotiate, tenant_of, term_map
+from .http import bool_param, check_query_params, json_response, negotiate, tenant_of, term_map
 from .keys import DISCOVERY, SETTINGS
 
 BASE = "/ngsi-ld/v1"
@@ -46,7 +45,7 @@ async def _reply(request: web.Request, tm: TermMap, data: Any) -> web.Response:
 
 async def list_types(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
-    reject_unknown(request.query, LIST_PARAMS)
+    check_query_params(request, LIST_PARAMS)
     negotiate(request)
     details = bool_param(request, "details")
     tm = await term_map(request)
@@ -63,7 +62,7 @@ async def list_types(request: web.Request) -> web.Response:
 
 async def type_info(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
-    reject_unknown(request.query, ITEM_PARAMS)
+    check_query_params(request, ITEM_PARAMS)
     negotiate(request)
     tm = await term_map(request)
     name = check_name(request.match_info["type"], "entity type")
@@ -81,7 +80,7 @@ async def type_info(request: web.Request) -> web.Response:
 
 async def list_attributes(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
-    reject_unknown(request.query, LIST_PARAMS)
+    check_query_params(request, LIST_PARAMS)
     negotiate(request)
     details = bool_param(request, "details")
     tm = await term_map(request)
@@ -96,7 +95,7 @@ async def list_attributes(request: web.Request) -> web.Response:
 
 async def attribute_info(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
-    reject_unknown(request.query, ITEM_PARAMS)
+    check_query_params(request, ITEM_PARAMS)
     negotiate(request)
     tm = await term_map(request)
     name = check_name(request.match_info["attrId"], "attribute")

@@ -21,7 +21,6 @@ from ..services.query import (
     attr_iris,
     from_body,
     from_params,
-    reject_unknown,
     require_selection,
     split_list,
 )
@@ -29,6 +28,7 @@ from .http import (
     GEOJSON,
     JSON,
     JSONLD,
+    check_query_params,
     json_response,
     negotiate,
     read_body,
@@ -77,7 +77,7 @@ async def _answer(request: web.Request, tenant: str, spec: QuerySpec, tm: TermMa
 
 async def query_entities(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
-    reject_unknown(request.query, QUERY_PARAMS)
+    check_query_params(request, QUERY_PARAMS)
     media = negotiate(request, OFFERED)
     tm = await term_map(request)
     settings = request.app[SETTINGS]
@@ -103,7 +103,7 @@ async def purge_entities(request: web.Request) -> web.Response:
     """Delete every entity matching type / id / idPattern / q / scopeQ / geoQ (or, with ``drop`` /
     ``keep``, only some of their attributes); 204."""
     tenant = tenant_of(request)
-    reject_unknown(request.query, PURGE_PARAMS)
+    check_query_params(request, PURGE_PARAMS)
     tm = await term_map(request)
     settings = request.app[SETTINGS]
     spec = from_params(request.query, tm, settings.default_limit, settings.max_limit)

@@ -53,28 +53,18 @@ class QuerySpec:
     order_by: list[OrderKey] | None = None
 
 
-# Parameters each endpoint understands (clause 6.4.3.2 and 6.4.3.3, v1.8 plus v1.9 additions); any
-# other is a 400 InvalidRequest (clause 6.3.20, the ETSI suite's 059_01).
+# Parameters GET /entities and DELETE /entities define (clauses 6.4.3.2 and 6.4.3.3, v1.8 plus v1.9
+# additions); the handlers refuse any other with 400 InvalidRequest (clause 6.3.20, ETSI 059_01).
 QUERY_PARAMS = frozenset({
     "id", "type", "idPattern", "attrs", "q", "csf", "georel", "geometry", "coordinates", "geoproperty",
     "geometryProperty", "lang", "scopeQ", "options", "format", "limit", "offset", "count", "local", "via",
     "datasetId", "pick", "omit", "join", "joinLevel", "containedBy", "entityMap", "orderBy",
-})
-RETRIEVE_PARAMS = frozenset({
-    "attrs", "options", "format", "lang", "geometryProperty", "pick", "omit", "join", "joinLevel",
-    "containedBy", "entityMap", "local", "via", "datasetId", "type",
 })
 PURGE_PARAMS = frozenset({
     "id", "type", "idPattern", "q", "csf", "georel", "geometry", "coordinates", "geoproperty", "scopeQ",
     "local", "via", "datasetId", "drop", "keep",
 })
 
-
-def reject_unknown(params: Mapping[str, Any], allowed: frozenset[str]) -> None:
-    """400 InvalidRequest naming the first parameter the endpoint does not define."""
-    for name in params:
-        if name not in allowed:
-            raise InvalidRequest(f"Unknown query parameter {name!r}")
 
 
 # --------------------------------------------------------------------------------- small parsers
@@ -439,7 +429,7 @@ def retrieve_spec(params: Mapping[str, str], tm: TermMap, *, multi_options: list
     """The parameters of GET /entities/{id} (clause 6.5.3.1), validated like a query's: undefined
     ``options`` or ``format`` values are InvalidRequest; bad ``attrs`` / ``pick`` / ``omit`` / ``join``
     values (including pick or omit with attrs) are BadRequestData. Unknown parameter names are the
-    handler's to refuse (``RETRIEVE_PARAMS`` lists what this function reads)."""
+    handler's to refuse."""
     attrs = attr_iris(split_list(params.get("attrs"), "attrs"), tm)
     pick, omit = projections(params, attrs)
     options = options_of({"options": multi_options} if multi_options is not None else params)
