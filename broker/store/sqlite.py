@@ -18,8 +18,10 @@ from typing import Any
 import orjson
 
 from ..errors import AlreadyExists
-from ..query.ast import And, TypeName
+from ..query.ast import And, Comparison, TypeName, Value, ValueList
+from ..query.compiled import _plain_candidates
 from ..query.model import EntityQuery
+from ..query.values import normalize_datetime
 from .base import Doc, Store
 
 _SCHEMA = """
@@ -39,6 +41,68 @@ def _order_key(entity: Doc) -> tuple[str, str]:
     return entity.get("createdAt", ""), entity["id"]
 
 
+MAX_VALUE_INDEXES = 32  # attributes per tenant with an equality index (each costs on every write)
+IndexKey = tuple[str, Any]
+
+
+def _value_key(value: Any) -> IndexKey | None:
+    """Index key of a comparable scalar; kinds kept apart since True == 1 in Python."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int | float):
+        return ("n", value)
+    if isinstance(value, str):
+        return ("s", value)
+    return None
+
+
+def _entity_keys(entity: Doc, attr: str) -> set[IndexKey]:
+    """Every key under which an equality term on ``attr`` may match this entity (a superset)."""
+    keys: set[IndexKey] = set()
+    instances = entity.get("attrs", {}).get(attr)
+    if isinstance(instances, list):
+        for inst in instances:
+            for v in _plain_candidates(inst)[1]:
+                k = _value_key(v)
+                if k is not None:
+                    keys.add(k)
+    return keys
+
+
+def _literal_keys(operand: Any) -> list[IndexKey] | None:
+    """Index keys an ``==`` operand matches exactly, or None when the index cannot answer it."""
+    items = operand.items if isinstance(operand, ValueList) else (operand,)
+    keys: list[IndexKey] = []
+    for item in items:
+        if not isinstance(item, Value):
+            return None
+        if item.kind == "number":
+            keys.append(("n", item.value))
+        elif item.kind == "boolean":
+            keys.append(("b", item.value))
+        elif isinstance(item.value, str) and normalize_datetime(item.value) is None:
+            keys.append(("s", item.value))
+        else:  # date-times compare canonicalised: not a plain key lookup
+            return None
+    return keys
+
+
+def _equality_terms(q: Any) -> list[tuple[str, list[IndexKey]]]:
+    """(attribute, keys) of the top-level ``attr==literal`` terms every match must satisfy."""
+    terms = [q] if isinstance(q, Comparison) else list(q.items) if isinstance(q, And) else []
+    found = []
+    for term in terms:
+        if not isinstance(term, Comparison) or term.op != "==":
+            continue
+        path = term.path
+        if path.subs or path.member is not None or path.keys:
+            continue
+        keys = _literal_keys(term.operand)
+        if keys is not None:
+            found.append((path.attr, keys))
+    return found
+
+
 class _Tenant:
     """In-memory view of one tenant: entities in query order, plus a per-type index.
 
@@ -48,7 +112,7 @@ class _Tenant:
     re-sorted once before the next read that iterates it.
     """
 
-    __slots__ = ("entities", "by_type", "seq", "_last", "_unsorted", "_unsorted_types")
+    __slots__ = ("entities", "by_type", "seq", "_last", "_unsorted", "_unsorted_types", "values")
 
     def __init__(self) -> None:
         self.entities: dict[str, Doc] = {}
@@ -57,6 +121,33 @@ class _Tenant:
         self._last: dict[str, tuple[str, str]] = {}  # last key appended per type ("" = all)
         self._unsorted = False
         self._unsorted_types: set[str] = set()
+        # Equality indexes, built on first use by a query and kept current by every write:
+        # attribute IRI -> value key -> ids of the entities holding that value.
+        self.values: dict[str, dict[IndexKey, set[str]]] = {}
+
+    def _index(self, entity: Doc, add: bool) -> None:
+        eid = entity["id"]
+        for attr, index in self.values.items():
+            for key in _entity_keys(entity, attr):
+                if add:
+                    index.setdefault(key, set()).add(eid)
+                else:
+                    ids = index.get(key)
+                    if ids is not None:
+                        ids.discard(eid)
+                        if not ids:
+                            del index[key]
+
+    def value_index(self, attr: str) -> dict[IndexKey, set[str]] | None:
+        """The equality index of ``attr``, built now if there is room for one more."""
+        index = self.values.get(attr)
+        if index is None and len(self.values) < MAX_VALUE_INDEXES:
+            index = {}
+            for entity in self.entities.values():
+                for key in _entity_keys(entity, attr):
+                    index.setdefault(key, set()).add(entity["id"])
+            self.values[attr] = index
+        return index
 
     def _append(self, bucket: dict[str, Doc], name: str, entity: Doc) -> bool:
         """Append; False when the entity sorts before the bucket's last one."""
@@ -69,6 +160,8 @@ class _Tenant:
         return False
 
     def add(self, entity: Doc) -> None:
+        if self.values:
+            self._index(entity, True)
         if not self._append(self.entities, "", entity):
             self._unsorted = True
         for t in entity.get("type", ()):
@@ -78,6 +171,8 @@ class _Tenant:
     def remove(self, entity_id: str) -> Doc | None:
         old = self.entities.pop(entity_id, None)
         if old is not None:
+            if self.values:
+                self._index(old, False)
             for t in old.get("type", ()):
                 bucket = self.by_type.get(t)
                 if bucket is not None:
@@ -91,6 +186,9 @@ class _Tenant:
     def replace(self, entity: Doc) -> None:
         """Keep the entity's place in query order while its types may change."""
         old = self.entities[entity["id"]]
+        if self.values:
+            self._index(old, False)
+            self._index(entity, True)
         for t in old.get("type", ()):
             if t not in entity.get("type", ()):
                 bucket = self.by_type.get(t)
@@ -243,9 +341,28 @@ class SqliteStore(Store):
             found = [t.entities[i] for i in dict.fromkeys(query.ids) if i in t.entities]
             return sorted(found, key=_order_key)
         single = _single_type(query.types)
-        if single is not None:
-            return t.ordered_type(single).values()
-        return t.ordered().values()
+        scope = t.ordered_type(single) if single is not None else t.ordered()
+        indexed = self._indexed_candidates(t, query, len(scope))
+        return indexed if indexed is not None else scope.values()
+
+    @staticmethod
+    def _indexed_candidates(t: _Tenant, query: EntityQuery, scan_size: int) -> list[Doc] | None:
+        """Entities an equality term of q allows, when that set is much smaller than the scan."""
+        if query.q is None or scan_size < 256:
+            return None
+        best: set[str] | None = None
+        for attr, keys in _equality_terms(query.q):
+            index = t.value_index(attr)
+            if index is None:
+                continue
+            ids: set[str] = set()
+            for key in keys:
+                ids |= index.get(key, set())
+            if best is None or len(ids) < len(best):
+                best = ids
+        if best is None or len(best) * 4 > scan_size:
+            return None
+        return sorted((t.entities[i] for i in best), key=_order_key)
 
     async def query_entities(self, tenant: str, query: EntityQuery) -> tuple[list[Doc], int | None]:
         from ..query.evaluator import match_entity
@@ -256,10 +373,11 @@ class SqliteStore(Store):
         page: list[Doc] = []
         seen = 0
         end = query.offset + query.limit
+        candidates = self._candidates(t, query)
         check = query
-        if query.ids is None and isinstance(query.types, TypeName):
+        if query.ids is None and isinstance(query.types, TypeName) and not isinstance(candidates, list):
             check = replace(query, types=None)  # the type index already guarantees the type
-        for entity in self._candidates(t, query):
+        for entity in candidates:
             if not match_entity(check, entity):
                 continue
             if query.offset <= seen < end:
