@@ -76,7 +76,7 @@ def render_options(request: web.Request, tm: TermMap) -> RenderOptions:
         elif fmt_param in (CONCISE, NORMALIZED):
             fmt = fmt_param
         else:
-            raise BadRequestData(f"Unknown format {fmt_param!r}")
+            raise InvalidRequest(f"Unknown format {fmt_param!r}")  # clause 6.3.20, ETSI 018_16
     attrs = _names(request.query.get("attrs"))
     pick = _names(request.query.get("pick"))
     omit = _names(request.query.get("omit"))
@@ -103,10 +103,11 @@ def render_options(request: web.Request, tm: TermMap) -> RenderOptions:
 
 
 def _check_options(request: web.Request, allowed: frozenset[str]) -> set[str]:
+    """Undefined ``options`` values are an InvalidRequest (clause 6.3.20, ETSI 018_16)."""
     opts = options_param(request)
     unknown = opts - allowed
     if unknown:
-        raise BadRequestData(f"Unknown options value {sorted(unknown)[0]!r}")
+        raise InvalidRequest(f"Unknown options value {sorted(unknown)[0]!r}")
     return opts
 
 

@@ -136,3 +136,12 @@ async def test_update_result_lists_expanded_names(client: TestClient) -> None:
     assert resp.status == 207
     assert await resp.json() == {"updated": [V + "added"], "notUpdated": [
         {"attributeName": V + "speed", "reason": "Attribute exists and noOverwrite was requested"}]}
+
+
+async def test_undefined_format_or_options_value_is_invalid_request(client: TestClient) -> None:
+    await create(client, {"id": EID, "type": "Building", "speed": 1})
+    for query in ("?format=invalidFormat", "?options=invalidOptions", "?options=keyValues,invalid",
+                  "?format=keyValues&options=invalid"):
+        await problem(await client.get(url(EID) + query), 400, "InvalidRequest")
+        await problem(await client.get(url(EID, "attrs", "speed") + query), 400, "InvalidRequest")
+    assert await get(client, EID, "?format=keyValues") == {"id": EID, "type": "Building", "speed": 1}

@@ -158,7 +158,7 @@ async def test_append_and_update_errors(client: TestClient) -> None:
                       404, "ResourceNotFound")
         await problem(await send(client, method, path, {"t": 1}, "text/plain"), 415, "UnsupportedMediaType")
     await problem(await send(client, "POST", url(EID, "attrs") + "?options=bogus", {"t": 1}),
-                  400, "BadRequestData")
+                  400, "InvalidRequest")
     assert await get(client, EID) == ROOM
     assert rec.events == []
 

@@ -110,10 +110,11 @@ async def test_pick_omit_attrs(client: TestClient) -> None:
     await problem(resp, 400, "BadRequestData")
     resp = await client.get(url(EID) + "?attrs=bad<name")
     await problem(resp, 400, "BadRequestData")
+    # undefined options/format values: InvalidRequest (clause 6.3.20, ETSI 018_16)
     resp = await client.get(url(EID) + "?options=fancy")
-    await problem(resp, 400, "BadRequestData")
+    await problem(resp, 400, "InvalidRequest")
     resp = await client.get(url(EID) + "?format=xml")
-    await problem(resp, 400, "BadRequestData")
+    await problem(resp, 400, "InvalidRequest")
 
 
 async def test_sys_attrs(client: TestClient) -> None:
