@@ -216,8 +216,14 @@ def _thaw(value: Any) -> Any:
 
 @lru_cache(maxsize=1024)
 def query_geometry(geometry: str, coordinates: tuple) -> BaseGeometry:
-    """Shapely geometry of a query, prepared once for repeated predicates."""
+    """Shapely geometry of a query, prepared once for repeated predicates.
+
+    A slightly self-intersecting polygon (clients draw them; the ETSI suite sends some) is repaired
+    with ``make_valid`` instead of refused, since GEOS predicates on invalid input are undefined.
+    """
     geom = shapely.geometry.shape({"type": geometry, "coordinates": _thaw(coordinates)})
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
     shapely.prepare(geom)
     return geom
 

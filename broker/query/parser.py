@@ -380,9 +380,12 @@ def parse_geoq(georel: str, geometry: str, coordinates: str | list, geoproperty:
         shape = shapely.geometry.shape({"type": geometry, "coordinates": _thaw(frozen)})
     except Exception as exc:  # shapely raises several types for malformed input
         raise BadRequestData(f"Invalid geoQ coordinates for {geometry}: {exc}") from None
-    if shape.is_empty or not shape.is_valid:
-        reason = shapely.is_valid_reason(shape) if not shape.is_empty else "empty geometry"
-        raise BadRequestData(f"Invalid geoQ {geometry}: {reason}")
+    if not shape.is_empty and not shape.is_valid:
+        repaired = shapely.make_valid(shape)  # keep what a slightly self-intersecting ring means
+        if repaired.is_empty or ("Polygon" in geometry and repaired.area == 0):
+            raise BadRequestData(f"Invalid geoQ {geometry}: {shapely.is_valid_reason(shape)}")
+    if shape.is_empty:
+        raise BadRequestData(f"Invalid geoQ {geometry}: empty geometry")
     for pos in _positions(frozen):
         if len(pos) < 2 or not (-180 <= pos[0] <= 180 and -90 <= pos[1] <= 90):
             raise BadRequestData(f"Invalid geoQ coordinates: position {list(pos)} out of range")
