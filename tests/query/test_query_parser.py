@@ -307,7 +307,7 @@ def test_repairable_geometries_are_accepted(geometry: str, coords: object) -> No
 
     geo = parse_geoq("intersects", geometry, coords, None, expand)  # type: ignore[arg-type]
     inside = {"id": "urn:x:1", "type": ["T"], "attrs": {"https://uri.etsi.org/ngsi-ld/location": [
-        {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [0.5, 0.1]}}]}}
+        {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [0.9, 0.5]}}]}}
     assert match_geo(geo, inside)
 
 
