@@ -146,17 +146,23 @@ INVALID = [
     ("unknown trigger", sub(notificationTrigger=["entityTouched"])),
     ("isActive not boolean", sub(isActive="yes")),
     ("unknown member", sub(colour="blue")),
+    ("empty datasetId", sub(datasetId=[])),
+    ("datasetId not a URI", sub(datasetId=["french"])),
+    ("timeInterval a string", sub(timeInterval="5s")),
 ]
 
 
+# pure validation: one store and one app are enough (the CRUD path runs on both stores); each case
+# checks that nothing was stored, so sharing the app cannot hide a leak
 @pytest.mark.parametrize("body", [b for _, b in INVALID], ids=[n for n, _ in INVALID])
-async def test_invalid_subscriptions_are_rejected(client: TestClient, body: dict[str, Any]) -> None:
-    r = await client.post(SUBS, json=body, headers=JSON)
+async def test_invalid_subscriptions_are_rejected(shared_client: TestClient, body: dict[str, Any]) -> None:
+    r = await shared_client.post(SUBS, json=body, headers=JSON)
     await problem(r, 400, "BadRequestData")
-    listed = await (await client.get(SUBS)).json()
+    listed = await (await shared_client.get(SUBS)).json()
     assert listed == []
 
 
+@pytest.mark.parametrize("client", ["sqlite"], indirect=True)
 async def test_bad_media_and_json(client: TestClient) -> None:
     r = await client.post(SUBS, data=b"{", headers=JSON)
     await problem(r, 400, "InvalidRequest")
@@ -171,3 +177,37 @@ async def test_tenants_are_separate(client: TestClient) -> None:
     await problem(await client.get(f"{SUBS}/{sub_id}"), 404, "ResourceNotFound")
     assert (await client.get(f"{SUBS}/{sub_id}", headers={"NGSILD-Tenant": "t1"})).status == 200
     await problem(await client.get(SUBS, headers={"NGSILD-Tenant": "nobody"}), 404, "NonexistentTenant")
+
+
+async def test_jsonld_context_member_names_the_context_used(client: TestClient) -> None:
+    """GET shows jsonldContext: the given URL, a lone @context URL, or the ImplicitlyCreated entry's URL."""
+    given = await create(client, sub(jsonldContext=CTX))
+    assert (await (await client.get(f"{SUBS}/{given}")).json())["jsonldContext"] == CTX
+    inline = [{"Room": "https://example.org/Room"}, CTX]
+    sub_id = await create(client, {**sub(), "@context": inline}, {"Content-Type": "application/ld+json"})
+    got = await (await client.get(f"{SUBS}/{sub_id}")).json()
+    url = got["jsonldContext"]
+    assert url.startswith(f"http://{client.host}:{client.port}/ngsi-ld/v1/jsonldContexts/"), url
+    served = await client.get(url.split(str(client.port), 1)[1], params={"details": "true"})
+    assert served.status == 200, await served.text()
+    assert (await served.json())["kind"] == "ImplicitlyCreated"
+    listed = await (await client.get(SUBS)).json()
+    assert {s["id"]: s["jsonldContext"] for s in listed} == {given: CTX, sub_id: url}
+
+
+async def test_members_read_back_as_written(client: TestClient) -> None:
+    """Numbers keep their JSON type; datasetId is kept; isActive given is shown."""
+    sub_id = await create(client, sub(timeInterval=5, isActive=True, datasetId=["urn:ngsi-ld:Dataset:a", "@none"]))
+    got = await (await client.get(f"{SUBS}/{sub_id}")).json()
+    assert got["timeInterval"] == 5 and isinstance(got["timeInterval"], int)
+    assert got["isActive"] is True and got["datasetId"] == ["urn:ngsi-ld:Dataset:a", "@none"]
+    half = await create(client, sub(throttling=0.5))
+    assert (await (await client.get(f"{SUBS}/{half}")).json())["throttling"] == 0.5
+
+
+@pytest.mark.parametrize("client", ["sqlite"], indirect=True)
+async def test_list_in_creation_order_with_suite_style_links(client: TestClient) -> None:
+    ids = [await create(client, sub(id=f"urn:ngsi-ld:Subscription:{n}")) for n in ("c", "a", "b")]
+    assert [s["id"] for s in await (await client.get(SUBS)).json()] == ids
+    r = await client.get(SUBS, params={"limit": "1", "offset": "2"})
+    assert f'<{SUBS}?limit=1&offset=1>;rel="prev";type="application/ld+json"' in r.headers.getall("Link")

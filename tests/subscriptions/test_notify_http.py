@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from broker.api.keys import DELIVERY
 from broker.timeutil import format_iso, parse_iso
 from tests.subscriptions.receiver import Receiver
 
@@ -242,6 +243,7 @@ async def test_periodic_subscription_sends_all_matching_entities(nclient: TestCl
 
 async def test_retry_after_receiver_outage(nclient: TestClient) -> None:
     receiver = Receiver()  # not started: the endpoint refuses connections
+    nclient.app[DELIVERY].max_attempts = 1000  # short backoff (fixture): keep retrying until it is up
     sub_id = await subscribe(nclient, receiver.url)
     await create(nclient, room(60))
     await status_when(nclient, sub_id, lambda n: "lastFailure" in n)
@@ -268,3 +270,51 @@ async def test_final_failure_is_recorded_and_later_ones_still_go(nclient: TestCl
     assert (await receiver.next())["body"]["data"][0]["id"] == "urn:ngsi-ld:Room:71"
     sub = await status_when(nclient, sub_id, lambda n: n["status"] == "ok")
     assert sub["notification"]["timesSent"] == 2
+
+
+async def test_link_keyvalues_sysattrs_and_dataset_filter(nclient: TestClient, receiver: Receiver) -> None:
+    """A lone @context URL in a list is the Link; keyValues+sysAttrs has the entity's system times;
+    datasetId keeps only the listed instances."""
+    ctx = [CTX]
+    await subscribe(nclient, receiver.url, {"Content-Type": "application/ld+json"}, **{"@context": ctx},
+                    datasetId=["urn:ngsi-ld:Dataset:b"],
+                    notification={"format": "keyValues", "sysAttrs": True})
+    entity = room(80, temperature=[{"type": "Property", "value": 1, "datasetId": "urn:ngsi-ld:Dataset:a"},
+                                   {"type": "Property", "value": 2, "datasetId": "urn:ngsi-ld:Dataset:b"}])
+    await create(nclient, entity)
+    got = await receiver.next()
+    assert got["headers"]["Link"].startswith(f"<{CTX}>")
+    data = got["body"]["data"][0]
+    assert data["temperature"] == 2
+    assert "createdAt" in data and "modifiedAt" in data
+
+
+async def test_deleted_instances_are_ngsi_ld_null_with_previous_values(nclient: TestClient,
+                                                                       receiver: Receiver) -> None:
+    name = [{"type": "Property", "value": "Eiffel Tower"},
+            {"type": "Property", "value": "Tour Eiffel", "datasetId": "urn:ngsi-ld:Dataset:fr"}]
+    await create(nclient, room(81, name=name, owner={"type": "Relationship", "object": "urn:ngsi-ld:P:1"}))
+    await subscribe(nclient, receiver.url, notificationTrigger=["attributeDeleted"],
+                    notification={"showChanges": True, "sysAttrs": True})
+    r = await nclient.delete(f"{ENTITIES}/urn:ngsi-ld:Room:81/attrs/name",
+                             params={"datasetId": "urn:ngsi-ld:Dataset:fr"})
+    assert r.status == 204, await r.text()
+    got = (await receiver.next())["body"]["data"][0]
+    kept, gone = got["name"]
+    assert kept["value"] == "Eiffel Tower"
+    assert gone["value"] == "urn:ngsi-ld:null" and gone["datasetId"] == "urn:ngsi-ld:Dataset:fr"
+    assert gone["previousValue"] == "Tour Eiffel" and "deletedAt" in gone
+    r = await nclient.delete(f"{ENTITIES}/urn:ngsi-ld:Room:81/attrs/owner")
+    assert r.status == 204, await r.text()
+    got = (await receiver.next())["body"]["data"][0]
+    assert got["owner"]["object"] == "urn:ngsi-ld:null"
+    assert got["owner"]["previousObject"] == "urn:ngsi-ld:P:1"
+
+
+async def test_entity_deletion_with_sysattrs(nclient: TestClient, receiver: Receiver) -> None:
+    await create(nclient, room(82))
+    await subscribe(nclient, receiver.url, notificationTrigger=["entityDeleted"],
+                    notification={"format": "keyValues", "sysAttrs": True})
+    assert (await nclient.delete(f"{ENTITIES}/urn:ngsi-ld:Room:82")).status == 204
+    got = (await receiver.next())["body"]["data"][0]
+    assert sorted(got) == ["createdAt", "deletedAt", "id", "modifiedAt", "type"]
