@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from ..query.model import EntityQuery
@@ -30,6 +31,12 @@ class Store(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Release connections and files."""
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Group the writes of one operation (a batch) where the backend can commit them together;
+        everything is durable when the block ends. MongoDB writes are durable one by one."""
+        yield
 
     @abstractmethod
     async def describe(self) -> dict[str, Any]:

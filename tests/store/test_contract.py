@@ -125,3 +125,30 @@ async def test_data_survives_reopen(kind: str, services, tmp_path) -> None:  # t
         assert await s2.get_doc("", "contexts", "k") == {"v": 1}
     finally:
         await close_store(s2)
+
+
+async def test_batch_groups_writes_and_keeps_them(store: Store, services, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Writes inside batch() are visible at once and durable when it ends, also when other tasks
+    write meanwhile; a failing write inside a batch does not undo the others."""
+    import asyncio
+
+    async def other_writer() -> None:
+        await store.create_entity("", entity("urn:ngsi-ld:Room:other"))
+
+    async with store.batch():
+        await store.create_entity("", entity("urn:ngsi-ld:Room:b1"))
+        assert await store.get_entity("", "urn:ngsi-ld:Room:b1") is not None
+        await asyncio.gather(other_writer())
+        with pytest.raises(AlreadyExists):
+            await store.create_entity("", entity("urn:ngsi-ld:Room:b1"))
+        await store.create_entity("", entity("urn:ngsi-ld:Room:b2"))
+        async with store.batch():  # nested: joins the outer batch
+            await store.put_doc("", "outbox", "n1", {"n": 1})
+    kind = "sqlite" if store.backend == "sqlite" else "mongo"
+    reopened = await open_store(kind, services, tmp_path, prefix=getattr(store, "prefix", None))
+    try:
+        for eid in ("urn:ngsi-ld:Room:b1", "urn:ngsi-ld:Room:b2", "urn:ngsi-ld:Room:other"):
+            assert await reopened.get_entity("", eid) is not None, eid
+        assert await reopened.get_doc("", "outbox", "n1") == {"n": 1}
+    finally:
+        await reopened.close()
