@@ -40,12 +40,16 @@ def _origin(request: web.Request) -> str:
 
 
 def _with_context_url(request: web.Request, body: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
-    """Show ``jsonldContext`` always (clause 5.2.12): the given one, else the URL of the @context used.
+    """``jsonldContext`` (clause 5.2.12): the one given, else for an inline @context the URL of its
+    ImplicitlyCreated entry in /jsonldContexts, the only URL a client can fetch it from.
 
-    An inline @context is shown as the URL of its ImplicitlyCreated entry in /jsonldContexts.
+    A @context that is already one URL (or none) adds nothing, and is not shown.
     """
-    if "jsonldContext" not in body:
-        url = request.app[RESOLVER].context_url(doc.get("@context"), _origin(request))
+    context = doc.get("@context")
+    if isinstance(context, list) and len(context) == 1:
+        context = context[0]
+    if "jsonldContext" not in body and context is not None and not isinstance(context, str):
+        url = request.app[RESOLVER].context_url(context, _origin(request))
         if url:
             body["jsonldContext"] = url
     return body

@@ -202,8 +202,8 @@ def _render_entity(c: Compiled, entity: dict[str, Any], ev: ChangeEvent | None, 
                 if key in entity:
                     out[key] = entity[key]
         out["deletedAt"] = now
-        if "attributeDeleted" in c.triggers:
-            _add_deleted(out, c, ev, opts, now)
+        if "attributeDeleted" in c.triggers or c.doc["notification"].get("showChanges"):
+            _add_deleted(out, c, ev, opts, now)  # every attribute is gone: as NGSI-LD Null
         return out
     out = Renderer(c.notify_tm, opts).entity(entity)
     if opts.sys_attrs and opts.format == SIMPLIFIED:

@@ -333,7 +333,8 @@ def render_subscription(doc: dict[str, Any], tm: TermMap, stats: dict[str, Any] 
 
 def notification_status(stats: dict[str, Any] | None) -> dict[str, Any]:
     stats = stats or {}
-    out: dict[str, Any] = {"timesSent": stats.get("timesSent", 0), "timesFailed": stats.get("timesFailed", 0)}
+    # counters and status appear once there is something to count (all optional members, 5.2.14)
+    out: dict[str, Any] = {k: stats[k] for k in ("timesSent", "timesFailed") if stats.get(k)}
     for key in ("lastNotification", "lastSuccess", "lastFailure"):
         if stats.get(key):
             out[key] = stats[key]

@@ -78,9 +78,9 @@ async def test_notification_body_headers_and_counters(nclient: TestClient, recei
     await update(nclient, "urn:ngsi-ld:Room:1", temp(25))
     second = (await receiver.next())["body"]
     assert second["data"][0]["temperature"]["value"] == 25 and second["id"] != body["id"]
-    sub = await status_when(nclient, sub_id, lambda n: n["timesSent"] >= 2)
+    sub = await status_when(nclient, sub_id, lambda n: n.get("timesSent", 0) >= 2)
     n = sub["notification"]
-    assert n["status"] == "ok" and n["timesFailed"] == 0 and "lastSuccess" in n and "lastNotification" in n
+    assert n["status"] == "ok" and "timesFailed" not in n and "lastSuccess" in n and "lastNotification" in n
 
 
 async def test_keyvalues_ldjson_receiverinfo_and_tenant(nclient: TestClient, receiver: Receiver) -> None:
@@ -252,7 +252,7 @@ async def test_retry_after_receiver_outage(nclient: TestClient) -> None:
         got = (await receiver.next(20))["body"]
         assert got["data"][0]["id"] == "urn:ngsi-ld:Room:60"
         sub = await status_when(nclient, sub_id, lambda n: n.get("lastSuccess", "") > n["lastFailure"])
-        assert sub["notification"]["status"] == "ok" and sub["notification"]["timesFailed"] == 0
+        assert sub["notification"]["status"] == "ok" and "timesFailed" not in sub["notification"]
     finally:
         await receiver.stop()
 
@@ -263,7 +263,7 @@ async def test_final_failure_is_recorded_and_later_ones_still_go(nclient: TestCl
     await create(nclient, room(70))
     for _ in range(3):  # notify_max_retries=3 attempts, all answered 500
         assert (await receiver.next())["body"]["data"][0]["id"] == "urn:ngsi-ld:Room:70"
-    sub = await status_when(nclient, sub_id, lambda n: n["timesFailed"] == 1)
+    sub = await status_when(nclient, sub_id, lambda n: n.get("timesFailed", 0) == 1)
     assert sub["notification"]["status"] == "failed" and sub["notification"]["timesSent"] == 1
     receiver.status = 200
     await create(nclient, room(71))
