@@ -83,6 +83,13 @@ class BatchService:
                 result.errors.append((item.entity_id, item.error))
             else:
                 groups.setdefault(item.entity_id, []).append(item)
+        # One store commit for the whole batch (and the outbox entries its events write).
+        async with self.entities.store.batch():
+            await self._run_groups(tenant, op, groups, mode, no_overwrite, source, result)
+        return result
+
+    async def _run_groups(self, tenant: str, op: BatchOp, groups: dict[str, list[BatchItem]], mode: str,
+                          no_overwrite: bool, source: str, result: BatchResult) -> None:
         events: list[ChangeEvent] = []
         existing: set[str] = set()
         if op == "upsert" and groups:
@@ -111,7 +118,6 @@ class BatchService:
                 result.success.append(entity_id)
         finally:
             await self.entities.bus.publish(events)
-        return result
 
     async def _apply(self, tenant: str, op: BatchOp, entity_id: str, group: list[BatchItem], exists: bool,
                      mode: str, no_overwrite: bool, source: str, result: BatchResult,
