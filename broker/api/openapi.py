@@ -7,6 +7,7 @@ the router really has keeps the served document honest while endpoints are still
 from __future__ import annotations
 
 import re
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -21,10 +22,11 @@ METHODS = ("get", "put", "post", "delete", "patch")
 _PARAM = re.compile(r"\{[^}]*\}")
 
 
+@cache
 def load_document() -> dict[str, Any]:
-    """The full OpenAPI document shipped in the package."""
+    """The full OpenAPI document shipped in the package (parsed once per process; read-only)."""
     text = resources.files("broker").joinpath("openapi.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def route_key(path: str) -> str:
@@ -57,23 +59,26 @@ def served_document(doc: dict[str, Any], ops: set[tuple[str, str]]) -> dict[str,
     return {**doc, "paths": paths}
 
 
-async def _prepare(app: web.Application) -> None:
-    served = served_document(load_document(), registered_operations(app))
-    app[SERVICES][SERVICE] = {
-        "yaml": yaml.safe_dump(served, sort_keys=False, allow_unicode=True).encode(),
-        "json": orjson.dumps(served),
-    }
+def _served(app: web.Application) -> dict[str, bytes]:
+    """Rendered on first request, not at start-up: parsing the YAML costs seconds per process."""
+    cached = app[SERVICES].get(SERVICE)
+    if cached is None:
+        served = served_document(load_document(), registered_operations(app))
+        cached = app[SERVICES][SERVICE] = {
+            "yaml": yaml.safe_dump(served, sort_keys=False, allow_unicode=True).encode(),
+            "json": orjson.dumps(served),
+        }
+    return cached
 
 
 async def openapi_yaml(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[SERVICES][SERVICE]["yaml"], content_type="application/yaml")
+    return web.Response(body=_served(request.app)["yaml"], content_type="application/yaml")
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[SERVICES][SERVICE]["json"], content_type="application/json")
+    return web.Response(body=_served(request.app)["json"], content_type="application/json")
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/openapi.yaml", openapi_yaml)
     app.router.add_get("/openapi.json", openapi_json)
-    app.on_startup.append(_prepare)
