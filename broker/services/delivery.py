@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import re
@@ -21,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 import aiomqtt
@@ -199,9 +200,8 @@ class HttpSender:
             await self.session.close()
 
     async def send(self, uri: str, headers: dict[str, str], body: bytes, timeout: float) -> None:
-        parts = urlsplit(uri)
-        if parts.scheme.lower() == "http" and parts.hostname and not parts.username:
-            await self._send_plain(parts, headers, body, timeout)
+        if uri[:7].lower() == "http://" and "@" not in uri[7:].split("/", 1)[0]:  # no credentials
+            await self._send_plain(uri, headers, body, timeout)
             return
         assert self.session is not None
         try:
@@ -213,8 +213,11 @@ class HttpSender:
         except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError, ValueError) as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
 
-    async def _send_plain(self, parts: SplitResult, headers: dict[str, str], body: bytes,
-                          timeout: float) -> None:
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)
+    def _target(uri: str) -> tuple[str, int, str]:
+        """(host, port, request line and Host header) of a plain-http endpoint, parsed once per URI."""
+        parts = urlsplit(uri)
         host = parts.hostname or ""
         try:
             port = parts.port or 80
@@ -224,8 +227,11 @@ class HttpSender:
         host_header = f"[{host}]" if ":" in host else host
         if port != 80:
             host_header += f":{port}"
-        head = [f"POST {target} HTTP/1.1", f"Host: {host_header}", f"Content-Length: {len(body)}",
-                "User-Agent: ngsild-broker"]
+        return host, port, f"POST {target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: ngsild-broker"
+
+    async def _send_plain(self, uri: str, headers: dict[str, str], body: bytes, timeout: float) -> None:
+        host, port, start = self._target(uri)
+        head = [start, f"Content-Length: {len(body)}"]
         for name, value in headers.items():
             if _BAD_HEADER.search(name) or _BAD_HEADER.search(value):
                 raise DeliveryError(f"header {name!r} has a line break")
@@ -238,9 +244,9 @@ class HttpSender:
         except DeliveryError:
             raise
         except (TimeoutError, OSError, ValueError) as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc} ({parts.geturl()})") from None
+            raise DeliveryError(f"{type(exc).__name__}: {exc} ({uri})") from None
         if not 200 <= status < 300:
-            raise DeliveryError(f"HTTP {status} from {parts.geturl()}")
+            raise DeliveryError(f"HTTP {status} from {uri}")
 
     async def _exchange(self, key: tuple[str, int], request: bytes) -> int:
         """Send on an idle connection (once more on a fresh one if the server had closed it)."""
@@ -487,18 +493,18 @@ class DeliveryService:
         item = merge_items([it for _, it in batch])
         error = ""
         for attempt in range(self.max_attempts):
-            item["notification"]["notifiedAt"] = now_iso()
+            item["notification"]["notifiedAt"] = now = now_iso()
             try:
                 async with self.slots:
                     await self.send(item)
             except DeliveryError as exc:
                 error = str(exc)
-                self._count(w, ok=False, final=attempt == self.max_attempts - 1)
+                self._count(w, ok=False, final=attempt == self.max_attempts - 1, now=now)
                 if attempt < self.max_attempts - 1:
                     await asyncio.sleep(self.backoff(attempt))
                 continue
             self.last_sent[(w.tenant, w.sub_id)] = time.monotonic()
-            self._count(w, ok=True, final=True)
+            self._count(w, ok=True, final=True, now=now)
             break
         else:
             log.warning("notification failed for good", extra={"fields": {
@@ -522,9 +528,8 @@ class DeliveryService:
             await self.http.send(uri, headers, orjson.dumps(body), timeout)
 
     # ------------------------------------------------------------ counters
-    def _count(self, w: _Worker, ok: bool, final: bool) -> None:
+    def _count(self, w: _Worker, ok: bool, final: bool, now: str) -> None:
         s = self.stats.setdefault((w.tenant, w.sub_id), Stats())
-        now = now_iso()
         s.lastNotification = now
         if ok:
             s.timesSent += 1
@@ -549,6 +554,10 @@ class DeliveryService:
     async def flush_stats(self) -> None:
         """Add the in-memory counters to the stored ones (one read and one write per subscription)."""
         pending, self.stats = self.stats, {}
+        async with self.store.batch():  # one commit for all subscriptions (SQLite)
+            await self._flush_stats(pending)
+
+    async def _flush_stats(self, pending: dict[tuple[str, str], Stats]) -> None:
         for (tenant, sub_id), s in pending.items():
             try:
                 stored = await self.store.get_doc(tenant, STATUS, sub_id)

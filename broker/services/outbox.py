@@ -120,10 +120,12 @@ class Outbox:
             await asyncio.sleep(self.flush_interval)
 
     async def _flush(self) -> None:
+        """Delete the finished documents, in one commit where the store can (SQLite: one, not N)."""
         finished, self._finished = self._finished, []
-        for tenant, key in finished:
-            try:
-                await self.store.delete_doc(tenant, OUTBOX, key)
-            except Exception:
-                self._finished.append((tenant, key))
-                raise
+        async with self.store.batch():
+            for n, (tenant, key) in enumerate(finished):
+                try:
+                    await self.store.delete_doc(tenant, OUTBOX, key)
+                except Exception:
+                    self._finished.extend(finished[n:])
+                    raise
