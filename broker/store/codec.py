@@ -58,6 +58,10 @@ def decode_value(value: Any) -> Any:
 
 def bbox_of(geojson: Any) -> dict[str, float] | None:
     """Bounding box of a GeoJSON geometry, or None when it is not a valid geometry."""
+    if isinstance(geojson, dict) and geojson.get("type") == "Point":
+        c = geojson.get("coordinates")
+        if isinstance(c, list) and len(c) >= 2 and all(isinstance(v, int | float) for v in c[:2]):
+            return {"x0": c[0], "y0": c[1], "x1": c[0], "y1": c[1]}
     try:
         x0, y0, x1, y1 = shape(geojson).bounds
     except Exception:  # noqa: BLE001 - any malformed geometry simply gets no box
