@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 
 _ISO = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -42,6 +43,11 @@ _CANONICAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 _MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
+@lru_cache(maxsize=8192)
+def _normalize_parsed(text: str) -> str:
+    return format_iso(parse_iso(text))
+
+
 def normalize_iso(text: str) -> str:
     """Canonical stored form of a client-supplied date-time (raises ValueError if invalid).
 
@@ -54,4 +60,6 @@ def normalize_iso(text: str) -> str:
                 and int(text[14:16]) < 60 and int(text[17:19]) < 60):
             if month != 2 or day < 29:
                 return text
-    return format_iso(parse_iso(text))
+    if not isinstance(text, str):
+        raise ValueError(f"not an ISO 8601 date-time: {text!r}")
+    return _normalize_parsed(text)  # devices repeat timestamps: one parse per distinct text
