@@ -59,6 +59,11 @@ class NotificationParams(_Strict):
     endpoint: Endpoint
     sysAttrs: StrictBool = False
     showChanges: StrictBool = False
+    # projections and linked entities (clauses 4.21, 4.5.23), as in a query
+    pick: list[str] | str | None = None
+    omit: list[str] | str | None = None
+    join: Literal["flat", "inline", "@none"] | None = None
+    joinLevel: int | None = Field(None, ge=1)
     # read-only status members: accepted (and ignored) so a GET result can be sent back
     status: str | None = None
     timesSent: int | None = None

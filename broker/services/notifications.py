@@ -24,6 +24,7 @@ from ..store.base import Store
 from ..timeutil import now_iso
 from .delivery import DeliveryService
 from .events import ChangeEvent
+from .linked import Linker, join_options, parse_projection, projection_options
 from .outbox import Outbox
 from .subscriptions import Compiled, SubscriptionService
 
@@ -221,9 +222,35 @@ def _render_entity(c: Compiled, entity: dict[str, Any], ev: ChangeEvent | None, 
 def render_key(c: Compiled) -> tuple[Any, ...]:
     """What a notification's data depends on besides the change: subscriptions sharing it share one rendering."""
     n = c.doc["notification"]
-    return (id(c.notify_tm), n.get("format"), n.get("sysAttrs"), n.get("showChanges"),
+    return (id(c.notify_tm), n.get("format"), n.get("sysAttrs"), n.get("showChanges"), str(n.get("pick")),
+            str(n.get("omit")), n.get("join"), n.get("joinLevel"),
             tuple(n.get("attributes") or ()), tuple(c.doc.get("datasetId") or ()), c.doc.get("lang"),
             n["endpoint"].get("accept"), c.watched, "attributeDeleted" in c.triggers)
+
+
+def needs_linker(c: Compiled) -> bool:
+    """Linked entities or projections: rendered by the query Linker, which reads the store."""
+    n = c.doc["notification"]
+    return bool(n.get("join") not in (None, "@none") or n.get("pick") or n.get("omit"))
+
+
+async def render_linked(store: Store, c: Compiled, entities: list[dict[str, Any]], ev: ChangeEvent | None,
+                        now: str) -> Any:
+    """Like ``render_data`` with ``join`` / ``pick`` / ``omit`` applied as a query would."""
+    if ev is not None and ev.kind == "delete":
+        return render_data(c, entities, ev, now)
+    n = c.doc["notification"]
+    pick, omit = parse_projection(n.get("pick"), "pick"), parse_projection(n.get("omit"), "omit")
+    opts = projection_options(_render_options(c), c.notify_tm, pick, omit)
+    linker = Linker(store, c.tenant, c.notify_tm, opts, join_options(n.get("join"), n.get("joinLevel")), pick, omit)
+    data = [r for _, r in await linker.render(entities) if r]
+    if ev is not None and data and n.get("showChanges") and opts.format != SIMPLIFIED:
+        _add_previous(data[0], c, ev, opts)
+    if ev is not None and data and ev.kind == "update":
+        _add_deleted(data[0], c, ev, opts, now)
+    if n["endpoint"].get("accept") == GEOJSON:
+        return to_geojson(data, opts.format == SIMPLIFIED)
+    return data
 
 
 def render_data(c: Compiled, entities: list[dict[str, Any]], ev: ChangeEvent | None, now: str) -> Any:
@@ -298,7 +325,8 @@ class NotificationService:
                     key = render_key(c)
                     data = rendered.get(key)
                     if data is None:
-                        data = rendered[key] = render_data(c, [entity], ev, now)
+                        data = rendered[key] = (await render_linked(self.store, c, [entity], ev, now)
+                                                if needs_linker(c) else render_data(c, [entity], ev, now))
                     by_tenant.setdefault(ev.tenant, []).append(notification_item(c, data, now, self.core_context))
         for tenant, items in by_tenant.items():
             self.delivery.enqueue(await self.outbox.add(tenant, items))
@@ -350,8 +378,10 @@ class NotificationService:
             if not found:
                 return
             now = now_iso()
-            item = notification_item(c, render_data(c, list(found.values()), None, now), now,
-                                     self.core_context)
+            entities = list(found.values())
+            data = (await render_linked(self.store, c, entities, None, now) if needs_linker(c)
+                    else render_data(c, entities, None, now))
+            item = notification_item(c, data, now, self.core_context)
             self.delivery.enqueue(await self.outbox.add(c.tenant, [item]))
         except Exception:  # noqa: BLE001 - logged; the next period tries again
             log.exception("periodic notification failed", extra={"fields": {"subscription": c.id}})

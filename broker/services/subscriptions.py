@@ -34,6 +34,7 @@ from ..query.parser import parse_geoq, parse_q, parse_scope_q, parse_type_expr
 from ..query.regex import compile_regex
 from ..store.base import DEFAULT_TENANT, Store
 from ..timeutil import now_iso, parse_iso
+from .linked import join_options, parse_projection
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +294,19 @@ def build_subscription(body: Any, tm: TermMap, context: Any, now: str, *,
             notification[flag] = getattr(n, flag)
     if n.attributes is not None:
         notification["attributes"] = [tm.expand(check_name(a)) for a in n.attributes]
+    if n.pick is not None and n.omit is not None:
+        raise BadRequestData("pick and omit cannot be used together")
+    for name in ("pick", "omit"):
+        value = getattr(n, name)
+        if value is not None:
+            parse_projection(value, name)  # syntax check; kept as written, applied with the notification's context
+            notification[name] = value
+    if n.join is not None or n.joinLevel is not None:
+        join_options(n.join, n.joinLevel)
+        if n.join is not None:
+            notification["join"] = n.join
+        if n.joinLevel is not None:
+            notification["joinLevel"] = n.joinLevel
     doc["notification"] = notification
     doc["@context"] = context
     doc["createdAt"] = doc["modifiedAt"] = now

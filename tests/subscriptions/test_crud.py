@@ -148,6 +148,10 @@ INVALID = [
     ("empty datasetId", sub(datasetId=[])),
     ("datasetId not a URI", sub(datasetId=["french"])),
     ("timeInterval a string", sub(timeInterval="5s")),
+    ("bad join", sub(notification={"endpoint": {"uri": "http://h/x"}, "join": "deep"})),
+    ("joinLevel 0", sub(notification={"endpoint": {"uri": "http://h/x"}, "join": "flat", "joinLevel": 0})),
+    ("pick and omit", sub(notification={"endpoint": {"uri": "http://h/x"}, "pick": ["id"], "omit": ["type"]})),
+    ("bad pick", sub(notification={"endpoint": {"uri": "http://h/x"}, "pick": "a{b"})),
 ]
 
 

@@ -318,3 +318,25 @@ async def test_entity_deletion_with_sysattrs(nclient: TestClient, receiver: Rece
     assert (await nclient.delete(f"{ENTITIES}/urn:ngsi-ld:Room:82")).status == 204
     got = (await receiver.next())["body"]["data"][0]
     assert sorted(got) == ["createdAt", "deletedAt", "id", "modifiedAt", "type"]
+
+
+async def test_join_and_pick_in_notifications(nclient: TestClient, receiver: Receiver) -> None:
+    """join=flat appends the linked entity, join=inline puts it under the Relationship; pick projects."""
+    await create(nclient, {"id": "urn:ngsi-ld:City:Paris", "type": "City",
+                           "name": {"type": "Property", "value": "Paris"}})
+    link = {"type": "Relationship", "object": "urn:ngsi-ld:City:Paris"}
+    await create(nclient, room(90, locatedAt=link))
+    one = [{"type": "Room", "id": "urn:ngsi-ld:Room:90"}]
+    flat = await subscribe(nclient, receiver.url, entities=one, notification={"join": "flat", "joinLevel": 1})
+    await update(nclient, "urn:ngsi-ld:Room:90", temp(1))
+    got = (await receiver.next())["body"]
+    assert got["subscriptionId"] == flat
+    assert [e["id"] for e in got["data"]] == ["urn:ngsi-ld:Room:90", "urn:ngsi-ld:City:Paris"]
+    assert (await nclient.delete(f"{SUBS}/{flat}")).status == 204
+    inline = await subscribe(nclient, receiver.url, entities=one,
+                             notification={"join": "inline", "format": "keyValues", "pick": ["id", "locatedAt"]})
+    await update(nclient, "urn:ngsi-ld:Room:90", temp(2))
+    got = (await receiver.next())["body"]
+    assert got["subscriptionId"] == inline
+    assert got["data"] == [{"id": "urn:ngsi-ld:Room:90",
+                            "locatedAt": {"id": "urn:ngsi-ld:City:Paris", "type": "City", "name": "Paris"}}]
