@@ -6,15 +6,19 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from aiohttp import web
 
 from ..entities.expand import ENTITY_MEMBERS, Expander, check_entity_id, check_name, is_null, is_uri
+from ..entities.geojson import feature_of
 from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, Renderer, RenderOptions
 from ..errors import BadRequestData, InvalidRequest, ResourceNotFound
 from ..jsonld.termmap import TermMap
 from ..services.entities import UpdateResult
+from ..services.query import render_retrieved, retrieve_spec
 from ..timeutil import now_iso
 from .http import (
+    GEOJSON,
     JSON,
     JSONLD,
     MERGE_PATCH,
@@ -24,10 +28,11 @@ from .http import (
     negotiate,
     options_param,
     read_body,
+    response_context,
     tenant_of,
     term_map,
 )
-from .keys import ENTITIES, SETTINGS
+from .keys import ENTITIES, SETTINGS, STORE
 
 BASE = "/ngsi-ld/v1"
 # An empty id matches too, so ``PUT /entities/`` or ``/entities//attrs`` is a 400 for the malformed id,
@@ -159,14 +164,21 @@ async def create_entity(request: web.Request) -> web.Response:
 async def retrieve_entity(request: web.Request) -> web.Response:
     check_query_params(request, RETRIEVE_PARAMS)
     tenant = tenant_of(request)
-    media = negotiate(request, (JSON, JSONLD))
+    media = negotiate(request, (JSON, JSONLD, GEOJSON))
     entity_id = _entity_id(request)
     _check_options(request, RETRIEVE_OPTIONS)
     tm = await term_map(request)
-    ro = render_options(request, tm)
+    # join / pick / omit / geometryProperty parse like a query's (services.query); datasetId is ours
+    spec = retrieve_spec(request.query, tm, multi_options=request.query.getall("options", []))
+    spec.render.dataset_id = render_options(request, tm).dataset_id
     entity = await request.app[ENTITIES].get(tenant, entity_id)
-    body = Renderer(tm, ro).entity(entity)
-    return json_response(body, media=media, tm=tm, core_url=request.app[SETTINGS].core_context)
+    body = await render_retrieved(request.app[STORE], tenant, tm, entity, spec)
+    core = request.app[SETTINGS].core_context
+    if media == GEOJSON and isinstance(body, dict):
+        feature = feature_of(entity, body, spec.geometry_property)
+        feature["@context"] = response_context(tm, core)
+        return web.Response(body=orjson.dumps(feature), content_type=GEOJSON)
+    return json_response(body, media=media, tm=tm, core_url=core)
 
 
 async def delete_entity(request: web.Request) -> web.Response:
