@@ -340,3 +340,11 @@ async def test_join_and_pick_in_notifications(nclient: TestClient, receiver: Rec
     assert got["subscriptionId"] == inline
     assert got["data"] == [{"id": "urn:ngsi-ld:Room:90",
                             "locatedAt": {"id": "urn:ngsi-ld:City:Paris", "type": "City", "name": "Paris"}}]
+
+
+async def test_q_is_percent_decoded_as_in_a_url(nclient: TestClient, receiver: Receiver) -> None:
+    await subscribe(nclient, receiver.url, q='name=="Eiffel%20Tower"',
+                    entities=[{"type": "Room", "id": "urn:ngsi-ld:Room:95"}])
+    await create(nclient, room(95, name={"type": "Property", "value": "Eiffel Tower"}))
+    got = (await receiver.next())["body"]["data"][0]
+    assert got["name"]["value"] == "Eiffel Tower"
