@@ -16,6 +16,7 @@ from typing import Any
 
 from broker.query.ast import And, Comparison, Exists, Or, QNode, Range, Value, ValueList
 from broker.query.regex import compile_regex
+from broker.query.targets import flatten_values
 from broker.query.values import normalize_datetime
 
 Entity = dict[str, Any]
@@ -70,23 +71,8 @@ def _plain_candidates(inst: dict[str, Any]) -> tuple[bool, list[Any]]:
                         raws.append(raw["@value"])
                 elif isinstance(raw, list):
                     raws.extend(e["@value"] for e in raw if isinstance(e, dict) and "@value" in e)
-    present = bool(raws)
-    values: list[Any] = []
-    for raw in raws:
-        if isinstance(raw, list):
-            values.extend(raw)
-        else:
-            values.append(raw)
-    lang_map = inst.get("languageMap")
-    if "languageMap" in inst:
-        present = True
-        if isinstance(lang_map, dict):
-            for text in lang_map.values():
-                if isinstance(text, str):
-                    values.append(text)
-                elif isinstance(text, list):
-                    values.extend(t for t in text if isinstance(t, str))
-    return present, values
+    lang_maps = [inst["languageMap"]] if "languageMap" in inst else []
+    return bool(raws) or bool(lang_maps), flatten_values(raws, lang_maps)
 
 
 def _instance_test(term: Comparison) -> Pred:

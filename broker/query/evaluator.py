@@ -34,7 +34,7 @@ from broker.query.ast import (
 from broker.query.compiled import compile_q
 from broker.query.model import EntityQuery
 from broker.query.regex import compile_regex
-from broker.query.targets import existence_paths, resolve, scope_regex, value_paths
+from broker.query.targets import existence_paths, flatten_values, resolve, scope_regex, value_paths
 from broker.query.values import normalize_datetime
 
 EARTH_RADIUS_M = 6371008.8
@@ -93,26 +93,11 @@ def _equals(candidate: Any, operand: Value | Range | ValueList) -> bool:
 
 
 def _candidates(instance: dict[str, Any], term: Comparison) -> tuple[bool, list[Any]]:
-    """(present, comparable values) of one instance; lists count element-wise (one level)."""
+    """(present, comparable values) of one instance."""
     paths, lang_path = value_paths(term.path)
     raws = [raw for p in paths for raw in resolve(instance, p)]
-    present = bool(raws)
-    values: list[Any] = []
-    for raw in raws:
-        if isinstance(raw, list):
-            values.extend(raw)
-        else:
-            values.append(raw)
-    if lang_path is not None:
-        for lang_map in resolve(instance, lang_path):
-            present = True
-            if isinstance(lang_map, dict):
-                for text in lang_map.values():
-                    if isinstance(text, str):
-                        values.append(text)
-                    elif isinstance(text, list):
-                        values.extend(t for t in text if isinstance(t, str))
-    return present, values
+    lang_maps = resolve(instance, lang_path) if lang_path is not None else []
+    return bool(raws) or bool(lang_maps), flatten_values(raws, lang_maps)
 
 
 def _instance_matches(instance: dict[str, Any], term: Comparison) -> bool:

@@ -67,6 +67,24 @@ def resolve(obj: Any, path: RelPath) -> list[Any]:
     return current
 
 
+def flatten_values(raws: list[Any], lang_maps: list[Any]) -> list[Any]:
+    """Comparable values: lists count element-wise (one level), languageMap texts all count."""
+    values: list[Any] = []
+    for raw in raws:
+        if isinstance(raw, list):
+            values.extend(raw)
+        else:
+            values.append(raw)
+    for lang_map in lang_maps:
+        if isinstance(lang_map, dict):
+            for text in lang_map.values():
+                if isinstance(text, str):
+                    values.append(text)
+                elif isinstance(text, list):
+                    values.extend(t for t in text if isinstance(t, str))
+    return values
+
+
 def scope_regex(term: ScopeTerm, end: str) -> str:
     """Regex of a scope pattern; ``end`` is ``\\Z`` for Python and ``\\z`` for PCRE/RE2."""
     body = "".join("/" + ("[^/]+" if s == "+" else escape_text(s)) for s in term.segments)
