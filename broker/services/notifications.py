@@ -135,14 +135,17 @@ def deleted_instances(ev: ChangeEvent) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _null_instance(c: Compiled, old: dict[str, Any], opts: RenderOptions, show_changes: bool, now: str) -> Any:
+def _null_instance(c: Compiled, old: dict[str, Any], opts: RenderOptions, show_changes: bool, now: str,
+                   entity_gone: bool = False) -> Any:
     """A deleted instance as the NGSI-LD Null of its type (clause 4.5.18), with deletedAt."""
     if opts.format == SIMPLIFIED:
         return NULL
     attr_type = old.get("type", "Property")
     member = ATTR_TYPES.get(attr_type, "value")
     out: dict[str, Any] = {"type": attr_type}
-    out[member] = {"@none": NULL} if member == "languageMap" else NULL
+    # an attribute deleted from a live entity keeps the shape of a LanguageMap; when the whole entity
+    # is gone the member is the plain NGSI-LD Null (as the conformance suite expects in both cases)
+    out[member] = {"@none": NULL} if member == "languageMap" and not entity_gone else NULL
     if "datasetId" in old:
         out["datasetId"] = old["datasetId"]
     if show_changes:
@@ -170,7 +173,7 @@ def _add_deleted(out: dict[str, Any], c: Compiled, ev: ChangeEvent, opts: Render
             continue
         if opts.dataset_id is not None:
             instances = [i for i in instances if i.get("datasetId", "@none") in opts.dataset_id]
-        nulls = [_null_instance(c, i, opts, show_changes, now) for i in instances]
+        nulls = [_null_instance(c, i, opts, show_changes, now, ev.kind == "delete") for i in instances]
         if not nulls:
             continue
         name = c.notify_tm.compact(iri)

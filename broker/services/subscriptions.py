@@ -421,8 +421,10 @@ class SubscriptionService:
     async def _bump(self, tenant: str) -> None:
         await self.store.put_doc(tenant, META, REVISION_KEY, {"token": uuid.uuid4().hex})
 
-    async def compile(self, tenant: str, doc: dict[str, Any]) -> Compiled:
-        tm = await self.resolver.resolve(doc.get("@context"))
+    async def compile(self, tenant: str, doc: dict[str, Any], tm: TermMap | None = None) -> Compiled:
+        """``tm``: the @context already resolved for this request (resolving again would count a second use)."""
+        if tm is None:
+            tm = await self.resolver.resolve(doc.get("@context"))
         notify_tm = await self.resolver.resolve(doc["jsonldContext"]) if doc.get("jsonldContext") else tm
         selectors = []
         for s in doc.get("entities") or ():
@@ -454,7 +456,7 @@ class SubscriptionService:
 
     async def create(self, tenant: str, body: Any, tm: TermMap, context: Any) -> dict[str, Any]:
         doc = build_subscription(body, tm, context, now_iso())
-        compiled = await self.compile(tenant, doc)  # resolves jsonldContext: 503 before anything is stored
+        compiled = await self.compile(tenant, doc, tm)  # resolves jsonldContext: 503 before anything is stored
         await self.store.insert_doc(tenant, SUBSCRIPTIONS, doc["id"], doc)
         await self._bump(tenant)
         self.indexes.setdefault(tenant, TenantIndex()).add(compiled)
@@ -505,7 +507,7 @@ class SubscriptionService:
         doc["id"] = sub_id
         doc["createdAt"] = old.get("createdAt", now)
         doc[ORDER] = old.get(ORDER, 0)
-        compiled = await self.compile(tenant, doc)
+        compiled = await self.compile(tenant, doc, tm)
         await self.store.put_doc(tenant, SUBSCRIPTIONS, sub_id, doc)
         await self._bump(tenant)
         self.indexes.setdefault(tenant, TenantIndex()).add(compiled)

@@ -193,7 +193,9 @@ async def test_jsonld_context_member_names_the_context_used(client: TestClient) 
     assert url.startswith(f"http://{client.host}:{client.port}/ngsi-ld/v1/jsonldContexts/"), url
     served = await client.get(url.split(str(client.port), 1)[1], params={"details": "true"})
     assert served.status == 200, await served.text()
-    assert (await served.json())["kind"] == "ImplicitlyCreated"
+    details = await served.json()
+    assert details["kind"] == "ImplicitlyCreated"
+    assert details["numberOfHits"] == 1  # the creation used it once (validating it is no second use)
     listed = await (await client.get(SUBS)).json()
     assert {s["id"]: s["jsonldContext"] for s in listed} == {given: CTX, sub_id: url}
 

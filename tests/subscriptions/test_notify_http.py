@@ -348,3 +348,16 @@ async def test_q_is_percent_decoded_as_in_a_url(nclient: TestClient, receiver: R
     await create(nclient, room(95, name={"type": "Property", "value": "Eiffel Tower"}))
     got = (await receiver.next())["body"]["data"][0]
     assert got["name"]["value"] == "Eiffel Tower"
+
+
+async def test_entity_deletion_with_show_changes_lists_previous_values(nclient: TestClient,
+                                                                      receiver: Receiver) -> None:
+    street = {"type": "LanguageProperty", "languageMap": {"fr": "Grand Place"}}
+    await create(nclient, room(83, 7, street=street))
+    await subscribe(nclient, receiver.url, notificationTrigger=["entityDeleted"],
+                    entities=[{"type": "Room", "id": "urn:ngsi-ld:Room:83"}], notification={"showChanges": True})
+    assert (await nclient.delete(f"{ENTITIES}/urn:ngsi-ld:Room:83")).status == 204
+    got = (await receiver.next())["body"]["data"][0]
+    assert got["temperature"] == {"type": "Property", "value": "urn:ngsi-ld:null", "previousValue": 7}
+    assert got["street"] == {"type": "LanguageProperty", "languageMap": "urn:ngsi-ld:null",
+                             "previousLanguageMap": {"fr": "Grand Place"}}
