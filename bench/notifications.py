@@ -82,6 +82,12 @@ class Webhook:
             await self.runner.cleanup()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): less sensitive to a busy machine than latency."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] * 1000
@@ -216,7 +222,11 @@ async def scenario(tmp: str, subs: int, rate: float, seconds: float, profile: st
             await asyncio.sleep(0.5)
             hook.received = 0
             hook.ids.clear()
-            return await drive(session, broker, hook, entities, rate, seconds)
+            assert broker.proc is not None
+            cpu = cpu_seconds(broker.proc.pid)
+            result = await drive(session, broker, hook, entities, rate, seconds)
+            result["cpu_ms"] = (cpu_seconds(broker.proc.pid) - cpu) * 1000 / max(1, result["received"])
+            return result
     finally:
         broker.stop()
         await hook.stop()
@@ -254,15 +264,18 @@ async def main() -> None:
         (r, s) for r in (100, 1000) for s in (1, 100, 1000)]
     with tempfile.TemporaryDirectory(prefix="bench-notify-") as tmp:
         os.sched_setaffinity(0, {1}) if pin(1) else None
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print("| updates/s | subscriptions | sent | achieved/s | received | missing | p50 ms | p95 ms | p99 ms "
-              "| max ms |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "| max ms | broker CPU ms/notification |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for rate, subs in matrix:
             prof = f"{args.profile}-{rate}-{subs}.txt" if args.profile else None
             r = await scenario(tmp, subs, rate, args.seconds, prof)
             print(f"| {rate} | {subs} | {r['updates']} | {r['achieved_rate']:.0f} | {r['received']} | "
-                  f"{r['missing']} | {fmt(r['p50'])} | {fmt(r['p95'])} | {fmt(r['p99'])} | {fmt(r['max'])} |",
+                  f"{r['missing']} | {fmt(r['p50'])} | {fmt(r['p95'])} | {fmt(r['p99'])} | {fmt(r['max'])} | "
+                  f"{r['cpu_ms']:.2f} |",
                   flush=True)
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         if args.no_throughput:
             return
         print()
