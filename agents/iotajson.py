@@ -7,9 +7,12 @@ kept as its hex string. Malformed payloads raise :class:`JsonPayloadError`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from agents.errors import JsonPayloadError
 from agents.jexl import js_json_dumps, js_json_loads
@@ -26,9 +29,21 @@ def _decode(payload: bytes | bytearray | str) -> str:
         raise JsonPayloadError("payload is not UTF-8 JSON") from exc
 
 
+# orjson turns integers beyond 64 bits into floats where JSON.parse/json keep them exact: those take the slow path
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
 def _loads(payload: bytes | bytearray | str | Any) -> Any:
     if not isinstance(payload, bytes | bytearray | str):
         return payload  # already decoded by the transport (e.g. an HTTP JSON body)
+    if isinstance(payload, bytes) and not _LONG_DIGITS.search(payload):
+        # every measure comes through here: orjson is ~10x json. It refuses what JSON.parse refuses
+        # (NaN, invalid UTF-8, BOM) and also 1e400 and lone surrogates, which json accepts: on any
+        # refusal the exact path below decides.
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass
     text = _decode(payload)
     if not text.strip():
         raise JsonPayloadError("empty payload")

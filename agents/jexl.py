@@ -751,6 +751,9 @@ def js_date(val: Any) -> datetime | None:
 def iso_string(dt: datetime) -> str:
     """``Date.prototype.toISOString()``: UTC, milliseconds, ``Z``."""
     dt = dt.astimezone(UTC)
+    if 1000 <= dt.year:  # the f-string is ~4x strftime (every measure's observedAt); %Y pads differently
+        return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}."
+                f"{dt.microsecond // 1000:03d}Z")
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 

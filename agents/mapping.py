@@ -495,7 +495,8 @@ def _build_group(
     data_type: DataType,
 ) -> list[dict[str, Any]]:
     measures = _rename_measures(raw_measures)
-    statics = copy.deepcopy(device.static_attributes)
+    # private copies, as expressions and links must not reach the cached profile (none to copy: the usual case)
+    statics = copy.deepcopy(device.static_attributes) if device.static_attributes else []
     ctx: dict[str, Any] = dict(measures)
     for s in statics:
         if s.get("name"):
@@ -515,7 +516,10 @@ def _build_group(
     # {entity name: {entity type: [attrs]}} in first-seen order, the device's own entity first
     entities: dict[str, dict[str, list[_Attr]]] = {entity_name: {device.entity_type: []}}
     leftovers = dict(measures)
-    for raw in statics + copy.deepcopy(device.lazy) + copy.deepcopy(device.attributes):
+    provisioned = statics
+    if device.lazy or device.attributes:
+        provisioned = statics + copy.deepcopy(device.lazy) + copy.deepcopy(device.attributes)
+    for raw in provisioned:
         name = raw.get("name") or raw.get("object_id")
         if not name:
             continue

@@ -40,6 +40,7 @@ from agents.southbound import JSON, UL, Southbound
 log = logging.getLogger("agents.mqtt")
 
 TRANSPORT = "mqtt"
+DRAIN = 200  # messages handled from aiomqtt's queue per wake-up of the consumer
 KINDS = ("attrs", "cmdexe", "configuration")
 FILTERS = (
     "+/+/attrs", "+/+/attrs/+", "+/+/+/attrs", "+/+/+/attrs/+", "+/+/+/+/attrs", "+/+/+/+/attrs/+",
@@ -169,8 +170,17 @@ class MqttTransport:
                     backoff = 0.5
                     log.info("MQTT agent subscribed", extra={"fields": {"broker": f"{self.host}:{self.port}",
                                                                         "group": self.share_group}})
+                    queue = client._queue  # noqa: SLF001
                     async for message in client.messages:
                         await self._handle(client, message)
+                        # aiomqtt's iterator makes two tasks per message; take what is already queued
+                        # directly (a bounded run, so the writer and the socket reader still get turns)
+                        for _ in range(DRAIN):
+                            try:
+                                message = queue.get_nowait()
+                            except asyncio.QueueEmpty:
+                                break
+                            await self._handle(client, message)
             except asyncio.CancelledError:
                 raise
             except aiomqtt.MqttError as exc:

@@ -20,10 +20,17 @@ from aiohttp import web
 
 from agents.errors import InvalidMeasure, WriteFailed
 from broker.api import keys
-from broker.entities.expand import Expander
-from broker.errors import NgsiLdError
+from broker.entities.expand import (
+    ENTITY_MEMBERS,
+    NGSILD_NULL,
+    Expander,
+    check_entity_id,
+    check_name,
+    expand_types,
+)
+from broker.errors import BadRequestData, NgsiLdError
 from broker.jsonld.termmap import TermMap
-from broker.timeutil import now_iso
+from broker.timeutil import normalize_iso, now_iso
 
 log = logging.getLogger("agents.writer")
 
@@ -66,6 +73,7 @@ class LocalWriter:
         self.app = app
         self.context = context
         self.tm: TermMap | None = None
+        self._trusted: TrustedExpander | None = None
 
     async def start(self) -> None:
         self.tm = await self.app[keys.RESOLVER].resolve(self.context)
@@ -79,9 +87,11 @@ class LocalWriter:
         return self.tm
 
     async def prepare(self, entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        expander = Expander(await self.term_map(), now_iso())
+        tm = await self.term_map()
+        if self._trusted is None or self._trusted.tm is not tm:
+            self._trusted = TrustedExpander(tm)
         try:
-            return [expander.entity(e) for e in entities]
+            return self._trusted.entities(entities, now_iso())
         except NgsiLdError as exc:
             raise InvalidMeasure(exc.detail if hasattr(exc, "detail") else str(exc)) from None
 
@@ -107,6 +117,93 @@ class LocalWriter:
                 out[name] = next((inst[m] for m in ("value", "object", "languageMap", "vocab", "json")
                                   if m in inst), None)
         return out
+
+
+_CACHE_LIMIT = 65536
+_SCALARS = (str, int, float)  # bool is an int
+
+
+class TrustedExpander:
+    """``Expander.entity`` for the entities the mapping builds, with the per-name work done once.
+
+    Every measure repeats the same entity types and attribute names, and nearly every attribute is a
+    ``{"type": "Property", "value": <scalar>, "observedAt": ...}``: for those the name check and IRI
+    expansion are cached and the instance is built directly, the exact stored form ``Expander`` gives.
+    Anything else (other attribute types, metadata, entity-member names, an invalid name, id or
+    timestamp) goes through ``Expander`` itself, so refusals and their messages are unchanged.
+    """
+
+    def __init__(self, tm: TermMap) -> None:
+        self.tm = tm
+        self.iris: dict[str, str] = {}  # attribute names already checked → IRI
+        self.types: dict[str, list[str]] = {}
+        self.ids: set[str] = set()
+
+    def entities(self, entities: list[dict[str, Any]], now: str) -> list[dict[str, Any]]:
+        expander = Expander(self.tm, now)
+        return [self.entity(e, now, expander) for e in entities]
+
+    def entity(self, body: dict[str, Any], now: str, expander: Expander) -> dict[str, Any]:
+        entity_id, entity_type = body.get("id"), body.get("type")
+        if (not isinstance(entity_id, str) or not isinstance(entity_type, str)
+                or any(k in ENTITY_MEMBERS for k in body if k != "id" and k != "type")):
+            return expander.entity(body)
+        if entity_id not in self.ids:
+            check_entity_id(entity_id)
+            if len(self.ids) < _CACHE_LIMIT:
+                self.ids.add(entity_id)
+        types = self.types.get(entity_type)
+        if types is None:
+            types = expand_types(entity_type, self.tm)
+            if len(self.types) < _CACHE_LIMIT:
+                self.types[entity_type] = types
+        attrs: dict[str, list[dict[str, Any]]] = {}
+        for name, raw in body.items():
+            if name == "id" or name == "type":
+                continue
+            inst = self._property(name, raw, now)
+            if inst is None:
+                iri, instances = expander.attribute(name, raw)
+            else:
+                iri, instances = self._iri(name), [inst]
+            if iri in attrs:
+                raise BadRequestData(f"Attribute {name} given twice")
+            attrs[iri] = instances
+        return {"id": entity_id, "type": list(types), "createdAt": now, "modifiedAt": now, "attrs": attrs}
+
+    def _iri(self, name: str) -> str:
+        iri = self.iris.get(name)
+        if iri is None:
+            iri = self.tm.expand(check_name(name))
+            if len(self.iris) < _CACHE_LIMIT:
+                self.iris[name] = iri
+        return iri
+
+    def _property(self, name: str, raw: Any, now: str) -> dict[str, Any] | None:
+        """The stored instance of a plain scalar Property, or None when ``Expander`` must decide."""
+        if not isinstance(raw, dict) or raw.get("type") != "Property" or name.startswith("@"):
+            return None
+        value = raw.get("value")
+        if not isinstance(value, _SCALARS) or value == NGSILD_NULL:
+            return None
+        n = len(raw)
+        observed = raw.get("observedAt")
+        if observed is not None:
+            n -= 1
+            try:
+                observed = normalize_iso(observed)
+            except ValueError:
+                return None
+        if n != 2:
+            return None
+        if name not in self.iris:
+            try:
+                self._iri(name)
+            except NgsiLdError:
+                return None
+        if observed is None:
+            return {"type": "Property", "value": value, "createdAt": now, "modifiedAt": now}
+        return {"type": "Property", "value": value, "observedAt": observed, "createdAt": now, "modifiedAt": now}
 
 
 def _error_of(err: Any) -> tuple[str, str]:

@@ -167,7 +167,9 @@ async def run_agent(url: str, store: str, mongodb_url: str, messages: int, devic
                     rate: float = 0) -> dict[str, Any]:
     ports = (free_port(), free_port(), free_port())
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-agents-{os.getpid()}.sqlite3"
-    args = [sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(ports[0]),
+    profile = os.environ.get("BENCH_AGENT_PROFILE")  # cProfile output file for the broker process
+    prof = ["-m", "cProfile", "-o", f"{profile}.{'paced' if rate else 'max'}"] if profile else []
+    args = [sys.executable, *prof, "-m", "broker", "--host", "127.0.0.1", "--port", str(ports[0]),
             "--iota-north-port", str(ports[1]), "--iota-http-port", str(ports[2]), "--mqtt-url", url,
             "--log-level", "WARNING"]
     if store == "mongo":
