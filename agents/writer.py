@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -19,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from agents.errors import InvalidMeasure, WriteFailed
+from agents.jexl import iso_string
 from broker.api import keys
 from broker.entities.expand import (
     ENTITY_MEMBERS,
@@ -30,7 +32,7 @@ from broker.entities.expand import (
 )
 from broker.errors import BadRequestData, NgsiLdError
 from broker.jsonld.termmap import TermMap
-from broker.timeutil import normalize_iso, now_iso
+from broker.timeutil import normalize_iso
 
 log = logging.getLogger("agents.writer")
 
@@ -91,7 +93,8 @@ class LocalWriter:
         if self._trusted is None or self._trusted.tm is not tm:
             self._trusted = TrustedExpander(tm)
         try:
-            return self._trusted.entities(entities, now_iso())
+            # now_iso()'s exact text, without strftime (one call per measure)
+            return self._trusted.entities(entities, iso_string(datetime.now(UTC)))
         except NgsiLdError as exc:
             raise InvalidMeasure(exc.detail if hasattr(exc, "detail") else str(exc)) from None
 
