@@ -65,23 +65,31 @@ class Renderer:
 
     def entity(self, entity: dict[str, Any]) -> dict[str, Any]:
         opts = self.opts
+        compact = self.tm.compact
         out: dict[str, Any] = {}
         if opts.pick_id:
             out["id"] = entity["id"]
         if opts.pick_type:
-            types = [self.tm.compact(t) for t in entity["type"]]
-            out["type"] = types[0] if len(types) == 1 else types
-        if entity.get("scope") and opts.pick_scope:
-            scope = entity["scope"]
-            out["scope"] = scope[0] if len(scope) == 1 else scope
+            types = entity["type"]
+            out["type"] = compact(types[0]) if len(types) == 1 else [compact(t) for t in types]
+        if opts.pick_scope:
+            scope = entity.get("scope")
+            if scope:
+                out["scope"] = scope[0] if len(scope) == 1 else scope
+        keep, omit, instance = opts.attrs, opts.omit, self.instance
+        # one instance and no datasetId filter (the common case) skips attribute() and its list
+        single = opts.dataset_id is None
         for iri, instances in entity.get("attrs", {}).items():
-            if opts.attrs is not None and iri not in opts.attrs:
+            if keep is not None and iri not in keep:
                 continue
-            if opts.omit is not None and iri in opts.omit:
+            if omit is not None and iri in omit:
+                continue
+            if single and len(instances) == 1:
+                out[compact(iri)] = instance(instances[0])
                 continue
             rendered = self.attribute(instances)
             if rendered is not None:
-                out[self.tm.compact(iri)] = rendered
+                out[compact(iri)] = rendered
         if opts.sys_attrs and opts.format != SIMPLIFIED:
             if "createdAt" in entity:
                 out["createdAt"] = entity["createdAt"]
@@ -99,15 +107,16 @@ class Renderer:
         return rendered[0] if len(rendered) == 1 else rendered
 
     def instance(self, inst: dict[str, Any]) -> Any:
-        fmt = self.opts.format
+        opts = self.opts
+        fmt = opts.format
         attr_type = inst["type"]
         member = ATTR_TYPES[attr_type]
         value = inst.get(member)
         if member == "vocab":
             value = [self.tm.compact(v) for v in value] if isinstance(value, list) else self.tm.compact(value)
         lang_pick = None
-        if attr_type == "LanguageProperty" and self.opts.lang:
-            lang_pick = _select_lang(value, self.opts.lang)
+        if opts.lang and attr_type == "LanguageProperty":
+            lang_pick = _select_lang(value, opts.lang)
         if fmt == SIMPLIFIED:
             # Types other than Property/GeoProperty/Relationship keep their member name (4.5.4),
             # so the simplified form stays unambiguous.
@@ -116,30 +125,34 @@ class Renderer:
             if member in ("languageMap", "vocab", "json", "valueList", "objectList"):
                 return {member: value}
             return value
-        out: dict[str, Any] = {}
+        out: dict[str, Any]
         if lang_pick is not None:
-            out["type"] = "Property"
-            out["value"] = lang_pick[0]
+            out = {"type": "Property", "value": lang_pick[0]}
             if lang_pick[1] != "@none":
                 out["lang"] = lang_pick[1]
+        elif member == "objectList":
+            out = {"type": attr_type, member: [{"object": o} for o in value]}
         else:
-            out["type"] = attr_type
-            if member == "objectList":
-                out[member] = [{"object": o} for o in value]
-            else:
-                out[member] = value
-        for key in ("objectType", "datasetId", "observedAt", "unitCode"):
-            if key in inst:
-                v = inst[key]
-                if key == "objectType":
-                    v = [self.tm.compact(x) for x in v] if isinstance(v, list) else self.tm.compact(v)
-                out[key] = v
-        if self.opts.sys_attrs:
-            for key in ("createdAt", "modifiedAt"):
-                if key in inst:
-                    out[key] = inst[key]
-        for sub_iri, sub in inst.get("subs", {}).items():
-            out[self.tm.compact(sub_iri)] = self.instance(sub)
+            out = {"type": attr_type, member: value}
+        # the members in this fixed order: the answer's key order does not depend on the stored one
+        if "objectType" in inst:
+            v = inst["objectType"]
+            out["objectType"] = [self.tm.compact(x) for x in v] if isinstance(v, list) else self.tm.compact(v)
+        if "datasetId" in inst:
+            out["datasetId"] = inst["datasetId"]
+        if "observedAt" in inst:
+            out["observedAt"] = inst["observedAt"]
+        if "unitCode" in inst:
+            out["unitCode"] = inst["unitCode"]
+        if opts.sys_attrs:
+            if "createdAt" in inst:
+                out["createdAt"] = inst["createdAt"]
+            if "modifiedAt" in inst:
+                out["modifiedAt"] = inst["modifiedAt"]
+        subs = inst.get("subs")
+        if subs:
+            for sub_iri, sub in subs.items():
+                out[self.tm.compact(sub_iri)] = self.instance(sub)
         if fmt == CONCISE:
             kind = out.pop("type")
             if kind == "GeoProperty" and len(out) == 1:
