@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start our broker on the embedded store with the suite's @contexts preloaded, run the ETSI
-# conformance suite against it (through /work/shared/conformance/run.sh or $RUNNER), stop the broker.
+# conformance suite against it (through the shared harness's run.sh, ../shared/conformance/run.sh
+# beside the repository, or $RUNNER), stop the broker.
 #
 #   conformance/run-local.sh [AREA ...]      e.g. CommonBehaviours jsonldContext
 #
@@ -11,7 +12,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 export SUITE="${SUITE:-$(cd "$REPO/.." && pwd)/conformance/suite}"
-RUNNER="${RUNNER:-/work/shared/conformance/run.sh}"
+RUNNER="${RUNNER:-$(cd "$REPO/.." && pwd)/shared/conformance/run.sh}"
 PORT="${PORT:-1026}"
 PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 [ -d "$SUITE/resources/jsonld-contexts" ] || { echo "no suite checkout at SUITE=$SUITE" >&2; exit 2; }
