@@ -296,6 +296,8 @@ def build_subscription(body: Any, tm: TermMap, context: Any, now: str, *,
         notification["attributes"] = [tm.expand(check_name(a)) for a in n.attributes]
     if n.pick is not None and n.omit is not None:
         raise BadRequestData("pick and omit cannot be used together")
+    if (n.pick is not None or n.omit is not None) and n.attributes is not None:
+        raise BadRequestData("pick or omit cannot be used together with attributes")
     for name in ("pick", "omit"):
         value = getattr(n, name)
         if value is not None:

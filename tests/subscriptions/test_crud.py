@@ -151,6 +151,8 @@ INVALID = [
     ("bad join", sub(notification={"endpoint": {"uri": "http://h/x"}, "join": "deep"})),
     ("joinLevel 0", sub(notification={"endpoint": {"uri": "http://h/x"}, "join": "flat", "joinLevel": 0})),
     ("pick and omit", sub(notification={"endpoint": {"uri": "http://h/x"}, "pick": ["id"], "omit": ["type"]})),
+    ("pick and attributes", sub(notification={"endpoint": {"uri": "http://h/x"}, "pick": ["id"],
+                                              "attributes": ["a"]})),
     ("bad pick", sub(notification={"endpoint": {"uri": "http://h/x"}, "pick": "a{b"})),
 ]
 
