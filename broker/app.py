@@ -22,6 +22,7 @@ from .api.keys import (
     ENTITIES,
     NOTIFICATIONS,
     QUERY,
+    RENDERED,
     RESOLVER,
     SERVICES,
     SETTINGS,
@@ -76,6 +77,8 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[QUERY] = QueryService(app[ENTITIES])
     app[DISCOVERY] = DiscoveryService(app[ENTITIES])
     app[SERVICES] = {}
+    app[RENDERED] = entities_api.RenderedCache()
+    bus.subscribe(app[RENDERED].on_changes)  # first: cached answers go before anything else hears of a write
     app[SUBSCRIPTIONS] = SubscriptionService(store, resolver, settings.subscription_sync_interval)
     outbox = Outbox(store)
     app[DELIVERY] = DeliveryService(store, outbox, timeout=settings.notify_timeout,

@@ -3,6 +3,7 @@ attribute operations under ``/attrs`` (ETSI GS CIM 009 clauses 5.6 and 5.7.1).""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 from urllib.parse import quote
 
@@ -15,6 +16,7 @@ from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, Renderer, RenderO
 from ..errors import BadRequestData, InvalidRequest, ResourceNotFound
 from ..jsonld.termmap import TermMap
 from ..services.entities import UpdateResult
+from ..services.events import ChangeEvent
 from ..services.query import render_retrieved, retrieve_spec
 from ..timeutil import now_iso
 from .http import (
@@ -32,7 +34,7 @@ from .http import (
     tenant_of,
     term_map,
 )
-from .keys import ENTITIES, SETTINGS, STORE
+from .keys import ENTITIES, RENDERED, SETTINGS, STORE
 
 BASE = "/ngsi-ld/v1"
 # An empty id matches too, so ``PUT /entities/`` or ``/entities//attrs`` is a 400 for the malformed id,
@@ -148,6 +150,81 @@ def _update_answer(result: UpdateResult) -> web.Response:
     return json_response(body, status=207)
 
 
+# ---------------------------------------------------------------- rendered answers of GET /entities/{id}
+Variant = tuple[TermMap, str, str]   # (term map, raw query string, media type)
+Answer = tuple[bytes, str, str | None]  # (body, content type, Link header)
+
+
+class RenderedCache:
+    """Bounded LRU of GET /entities/{id} answers: rendering is most of a GET's cost, and an entity is
+    read far more often than it changes.
+
+    An answer is kept per (tenant, id) and per variant: the term map object (a reloaded @context is
+    another object), the raw query string and the media type. It is valid only for the stamp
+    (``_v``, createdAt, modifiedAt) it was rendered from: both stores bump ``_v`` on every write, and a
+    delete and re-create in the same millisecond is caught by the change events, which drop the
+    entity's answers (``on_changes`` runs first on the bus). Answers with linked entities (``join``)
+    depend on other entities and are never kept.
+    """
+
+    def __init__(self, max_bytes: int = 32 << 20, max_variants: int = 8) -> None:
+        self.max_bytes = max_bytes
+        self.max_variants = max_variants
+        self.size = 0
+        self._slots: OrderedDict[tuple[str, str], tuple[tuple[Any, ...], dict[Variant, Answer], int]] = \
+            OrderedDict()
+
+    @staticmethod
+    def stamp(entity: dict[str, Any]) -> tuple[Any, ...] | None:
+        v = entity.get("_v")
+        return None if v is None else (v, entity.get("createdAt"), entity.get("modifiedAt"))
+
+    def get(self, tenant: str, entity: dict[str, Any], variant: Variant) -> Answer | None:
+        key = (tenant, entity["id"])
+        slot = self._slots.get(key)
+        if slot is None:
+            return None
+        if slot[0] != self.stamp(entity):
+            self.drop(tenant, entity["id"])
+            return None
+        answer = slot[1].get(variant)
+        if answer is not None:
+            self._slots.move_to_end(key)
+        return answer
+
+    def put(self, tenant: str, entity: dict[str, Any], variant: Variant, answer: Answer) -> None:
+        stamp = self.stamp(entity)
+        size = len(answer[0]) + 200
+        if stamp is None or size > self.max_bytes // 4:
+            return
+        key = (tenant, entity["id"])
+        slot = self._slots.get(key)
+        if slot is None or slot[0] != stamp or len(slot[1]) >= self.max_variants:
+            self.drop(*key)
+            slot = (stamp, {}, 0)
+        old = slot[1].get(variant)
+        slot[1][variant] = answer
+        grown = size - (len(old[0]) + 200 if old is not None else 0)
+        self._slots[key] = (stamp, slot[1], slot[2] + grown)
+        self._slots.move_to_end(key)
+        self.size += grown
+        while self.size > self.max_bytes and self._slots:
+            _, (_, _, dropped) = self._slots.popitem(last=False)
+            self.size -= dropped
+
+    def drop(self, tenant: str, entity_id: str) -> None:
+        slot = self._slots.pop((tenant, entity_id), None)
+        if slot is not None:
+            self.size -= slot[2]
+
+    async def on_changes(self, events: list[ChangeEvent]) -> None:
+        for event in events:
+            self.drop(event.tenant, event.entity_id)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+
 # ---------------------------------------------------------------- entities
 async def create_entity(request: web.Request) -> web.Response:
     check_query_params(request, _COMMON)
@@ -168,17 +245,44 @@ async def retrieve_entity(request: web.Request) -> web.Response:
     entity_id = _entity_id(request)
     _check_options(request, RETRIEVE_OPTIONS)
     tm = await term_map(request)
+    cache = request.app[RENDERED]
+    variant: Variant = (tm, request.rel_url.raw_query_string, media)
+    # The entity is read before the parameters are parsed, to find a cached answer (its query string was
+    # valid then, so it is now); its error is raised after them, so a bad parameter still wins over 404.
+    failed: Exception | None = None
+    entity: dict[str, Any] | None = None
+    try:
+        entity = await request.app[ENTITIES].get(tenant, entity_id)
+    except Exception as exc:  # noqa: BLE001 - re-raised below, after the parameter checks
+        failed = exc
+    if entity is not None:
+        hit = cache.get(tenant, entity, variant)
+        if hit is not None:
+            return _answer_response(hit)
     # join / pick / omit / geometryProperty parse like a query's (services.query); datasetId is ours
     spec = retrieve_spec(request.query, tm, multi_options=request.query.getall("options", []))
     spec.render.dataset_id = render_options(request, tm).dataset_id
-    entity = await request.app[ENTITIES].get(tenant, entity_id)
+    if failed is not None:
+        raise failed
+    assert entity is not None
     body = await render_retrieved(request.app[STORE], tenant, tm, entity, spec)
     core = request.app[SETTINGS].core_context
     if media == GEOJSON and isinstance(body, dict):
         feature = feature_of(entity, body, spec.geometry_property)
         feature["@context"] = response_context(tm, core)
-        return web.Response(body=orjson.dumps(feature), content_type=GEOJSON)
-    return json_response(body, media=media, tm=tm, core_url=core)
+        answer: Answer = (orjson.dumps(feature), GEOJSON, None)
+    else:
+        resp = json_response(body, media=media, tm=tm, core_url=core)
+        assert isinstance(resp.body, bytes)
+        answer = (resp.body, media, resp.headers.get("Link"))
+    if spec.join.join is None:
+        cache.put(tenant, entity, variant, answer)
+    return _answer_response(answer)
+
+
+def _answer_response(answer: Answer) -> web.Response:
+    body, ctype, link = answer
+    return web.Response(body=body, content_type=ctype, headers={"Link": link} if link is not None else None)
 
 
 async def delete_entity(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..services.query import QueryService
     from ..services.subscriptions import SubscriptionService
     from ..store.base import Store
+    from .entities import RenderedCache
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 STORE: web.AppKey[Store] = web.AppKey("store")
@@ -31,3 +32,4 @@ DISCOVERY: web.AppKey[DiscoveryService] = web.AppKey("discovery")
 SUBSCRIPTIONS: web.AppKey[SubscriptionService] = web.AppKey("subscriptions")
 NOTIFICATIONS: web.AppKey[NotificationService] = web.AppKey("notifications")
 DELIVERY: web.AppKey[DeliveryService] = web.AppKey("delivery")
+RENDERED: web.AppKey[RenderedCache] = web.AppKey("rendered")
