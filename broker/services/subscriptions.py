@@ -411,8 +411,14 @@ class SubscriptionService:
                 if tenant in self._seen and self._seen[tenant] == token:
                     continue
                 docs = await self.store.list_docs(tenant, SUBSCRIPTIONS)
+                old = self.indexes.get(tenant)
                 compiled = []
                 for doc in docs:
+                    prev = old.subs.get(doc.get("id", "")) if old is not None else None
+                    if prev is not None and prev.doc == doc:
+                        # unchanged: keep it (re-resolving its @context would also count as a use of it)
+                        compiled.append(prev)
+                        continue
                     try:
                         compiled.append(await self.compile(tenant, doc))
                     except Exception:  # noqa: BLE001 - one bad document must not hide the others

@@ -218,3 +218,19 @@ async def test_list_in_creation_order_with_suite_style_links(client: TestClient)
     assert [s["id"] for s in await (await client.get(SUBS)).json()] == ids
     r = await client.get(SUBS, params={"limit": "1", "offset": "2"})
     assert f'<{SUBS}?limit=1&offset=1>;rel="prev";type="application/ld+json"' in r.headers.getall("Link")
+
+
+async def test_index_reload_keeps_unchanged_subscriptions(client: TestClient) -> None:
+    """A reload after another write reuses unchanged entries: their @context is not used again."""
+    from broker.api.keys import SUBSCRIPTIONS
+
+    inline = [{"Room": "https://example.org/Room"}, CTX]
+    sub_id = await create(client, {**sub(), "@context": inline}, {"Content-Type": "application/ld+json"})
+    service = client.app[SUBSCRIPTIONS]
+    before = service.compiled("", sub_id)
+    await create(client, sub())  # bumps the revision: the next sync reloads the tenant
+    await service.sync()
+    assert service.compiled("", sub_id) is before
+    url = (await (await client.get(f"{SUBS}/{sub_id}")).json())["jsonldContext"]
+    details = await (await client.get(url.split(str(client.port), 1)[1], params={"details": "true"})).json()
+    assert details["numberOfHits"] == 1
