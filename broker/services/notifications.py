@@ -173,6 +173,9 @@ def _add_deleted(out: dict[str, Any], c: Compiled, ev: ChangeEvent, opts: Render
             continue
         if opts.dataset_id is not None:
             instances = [i for i in instances if i.get("datasetId", "@none") in opts.dataset_id]
+        gone_whole = ev.kind == "delete" or iri not in ((ev.after or {}).get("attrs") or {})
+        if gone_whole and len(instances) > 1:  # the attribute as a whole is deleted: one Null stands for it
+            instances = [next((i for i in instances if "datasetId" not in i), instances[0])]
         nulls = [_null_instance(c, i, opts, show_changes, now, ev.kind == "delete") for i in instances]
         if not nulls:
             continue

@@ -361,3 +361,15 @@ async def test_entity_deletion_with_show_changes_lists_previous_values(nclient: 
     assert got["temperature"] == {"type": "Property", "value": "urn:ngsi-ld:null", "previousValue": 7}
     assert got["street"] == {"type": "LanguageProperty", "languageMap": "urn:ngsi-ld:null",
                              "previousLanguageMap": {"fr": "Grand Place"}}
+
+
+async def test_deleting_every_instance_is_one_null(nclient: TestClient, receiver: Receiver) -> None:
+    name = [{"type": "Property", "value": "Eiffel Tower"},
+            {"type": "Property", "value": "Tour Eiffel", "datasetId": "urn:ngsi-ld:Dataset:fr"}]
+    await create(nclient, room(84, name=name))
+    await subscribe(nclient, receiver.url, notificationTrigger=["attributeDeleted"],
+                    entities=[{"type": "Room", "id": "urn:ngsi-ld:Room:84"}])
+    r = await nclient.delete(f"{ENTITIES}/urn:ngsi-ld:Room:84/attrs/name", params={"deleteAll": "true"})
+    assert r.status == 204, await r.text()
+    got = (await receiver.next())["body"]["data"][0]
+    assert got["name"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
