@@ -15,6 +15,7 @@ from .http import (
     JSON,
     JSONLD,
     MERGE_PATCH,
+    check_query_params,
     json_response,
     negotiate,
     options_param,
@@ -68,7 +69,14 @@ def _int_param(request: web.Request, name: str, default: int, minimum: int) -> i
     return value
 
 
+# query parameters each operation defines (clause 6.3.20: any other one is a 400 InvalidRequest)
+NO_PARAMS: frozenset[str] = frozenset()
+LIST_PARAMS = frozenset({"limit", "offset", "count", "options"})
+RETRIEVE_PARAMS = frozenset({"options"})
+
+
 async def create_subscription(request: web.Request) -> web.Response:
+    check_query_params(request, NO_PARAMS)
     tenant = tenant_of(request)
     body, context = await read_body(request)
     tm = await term_map(request, context, from_link=False)
@@ -77,6 +85,7 @@ async def create_subscription(request: web.Request) -> web.Response:
 
 
 async def list_subscriptions(request: web.Request) -> web.Response:
+    check_query_params(request, LIST_PARAMS)
     tenant = tenant_of(request)
     media = negotiate(request, (JSON, JSONLD))
     settings = request.app[SETTINGS]
@@ -112,6 +121,7 @@ async def list_subscriptions(request: web.Request) -> web.Response:
 
 
 async def retrieve_subscription(request: web.Request) -> web.Response:
+    check_query_params(request, RETRIEVE_PARAMS)
     tenant = tenant_of(request)
     media = negotiate(request, (JSON, JSONLD))
     sub_id = _sub_id(request)
@@ -124,6 +134,7 @@ async def retrieve_subscription(request: web.Request) -> web.Response:
 
 
 async def update_subscription(request: web.Request) -> web.Response:
+    check_query_params(request, NO_PARAMS)
     tenant = tenant_of(request)
     sub_id = _sub_id(request)
     body, context = await read_body(request, (JSON, JSONLD, MERGE_PATCH))
@@ -133,6 +144,7 @@ async def update_subscription(request: web.Request) -> web.Response:
 
 
 async def delete_subscription(request: web.Request) -> web.Response:
+    check_query_params(request, NO_PARAMS)
     tenant = tenant_of(request)
     sub_id = _sub_id(request)
     await request.app[SUBSCRIPTIONS].delete(tenant, sub_id)

@@ -234,3 +234,13 @@ async def test_index_reload_keeps_unchanged_subscriptions(client: TestClient) ->
     url = (await (await client.get(f"{SUBS}/{sub_id}")).json())["jsonldContext"]
     details = await (await client.get(url.split(str(client.port), 1)[1], params={"details": "true"})).json()
     assert details["numberOfHits"] == 1
+
+
+async def test_unknown_query_parameters_are_invalid_requests(shared_client: TestClient) -> None:
+    for method, path in (("POST", SUBS), ("GET", SUBS), ("GET", f"{SUBS}/urn:ngsi-ld:Subscription:x"),
+                         ("PATCH", f"{SUBS}/urn:ngsi-ld:Subscription:x"),
+                         ("DELETE", f"{SUBS}/urn:ngsi-ld:Subscription:x")):
+        r = await shared_client.request(method, path, params={"invalidParams": "invalidValue"}, json=sub(),
+                                        headers=JSON)
+        await problem(r, 400, "InvalidRequest")
+    assert await (await shared_client.get(SUBS)).json() == []
