@@ -4,6 +4,7 @@ attribute operations under ``/attrs`` (ETSI GS CIM 009 clauses 5.6 and 5.7.1).""
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -151,7 +152,8 @@ def _update_answer(result: UpdateResult) -> web.Response:
 
 
 # ---------------------------------------------------------------- rendered answers of GET /entities/{id}
-Variant = tuple[TermMap, str, str]   # (term map, raw query string, media type)
+# GET: (term map, raw query string, media type); query pages: (term map, render options key, media type, "q")
+Variant = tuple[Any, ...]
 Answer = tuple[bytes, str, str | None]  # (body, content type, Link header)
 
 
@@ -211,6 +213,16 @@ class RenderedCache:
         while self.size > self.max_bytes and self._slots:
             _, (_, _, dropped) = self._slots.popitem(last=False)
             self.size -= dropped
+
+    def entity_bytes(self, tenant: str, entity: dict[str, Any], variant: Variant,
+                     render: Callable[[dict[str, Any]], bytes]) -> bytes:
+        """One entity of a query page as JSON, rendered by ``render`` unless a fresh copy is kept."""
+        hit = self.get(tenant, entity, variant)
+        if hit is not None:
+            return hit[0]
+        body = render(entity)
+        self.put(tenant, entity, variant, (body, "", None))
+        return body
 
     def drop(self, tenant: str, entity_id: str) -> None:
         slot = self._slots.pop((tenant, entity_id), None)

@@ -177,6 +177,15 @@ def json_response(data: Any, status: int = 200, *, media: str = JSON, tm: TermMa
     return web.Response(body=orjson.dumps(data), status=status, content_type=media, headers=hdrs)
 
 
+def json_list_response(parts: list[bytes], *, media: str = JSON, tm: TermMap, core_url: str = "",
+                       headers: dict[str, str] | None = None) -> web.Response:
+    """``json_response`` for a list of already serialized objects (JSON-LD ones carry their @context)."""
+    hdrs = dict(headers or {})
+    if media != JSONLD:
+        hdrs["Link"] = context_link(tm, core_url)
+    return web.Response(body=b"[" + b",".join(parts) + b"]", content_type=media, headers=hdrs)
+
+
 def check_query_params(request: web.Request, allowed: frozenset[str] | set[str]) -> None:
     """400 InvalidRequest for a query parameter the operation does not define (ETSI 059_01).
 

@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from ..entities.geojson import feature_collection
+from ..entities.render import Renderer
 from ..errors import BadRequestData
 from ..jsonld.termmap import TermMap
 from ..services.linked import Linker
@@ -29,6 +30,7 @@ from .http import (
     JSON,
     JSONLD,
     check_query_params,
+    json_list_response,
     json_response,
     negotiate,
     read_body,
@@ -36,7 +38,7 @@ from .http import (
     tenant_of,
     term_map,
 )
-from .keys import QUERY, SETTINGS, STORE
+from .keys import QUERY, RENDERED, SETTINGS, STORE
 
 BASE = "/ngsi-ld/v1"
 OFFERED = (JSON, JSONLD, GEOJSON)
@@ -58,6 +60,8 @@ def _page_links(request: web.Request, spec: QuerySpec, more: bool) -> list[str]:
 async def _answer(request: web.Request, tenant: str, spec: QuerySpec, tm: TermMap, media: str) -> web.Response:
     settings = request.app[SETTINGS]
     page, total, more = await request.app[QUERY].query(tenant, spec)
+    if spec.join.join is None and spec.pick is None and spec.omit is None and media != GEOJSON:
+        return _cached_page(request, tenant, spec, tm, media, page, total, more)
     linker = Linker(request.app[STORE], tenant, tm, spec.render, spec.join, spec.pick, spec.omit)
     # an entity left with no member by pick / omit is not part of the answer (clause 4.21)
     pairs = [(e, r) for e, r in await linker.render(page) if r]
@@ -70,6 +74,34 @@ async def _answer(request: web.Request, tenant: str, spec: QuerySpec, tm: TermMa
     else:
         resp = json_response([r for _, r in pairs], media=media, tm=tm,
                              core_url=settings.core_context, headers=headers)
+    for link in _page_links(request, spec, more):
+        resp.headers.add("Link", link)
+    return resp
+
+
+def _cached_page(request: web.Request, tenant: str, spec: QuerySpec, tm: TermMap, media: str,
+                 page: list[dict[str, Any]], total: int | None, more: bool) -> web.Response:
+    """A page without join / pick / omit: each entity rendered on its own (the same bytes ``_answer``
+    would give), through the app's cache of rendered entities, so the entities that recur at the head
+    of query answers are rendered once per change instead of once per query."""
+    core = request.app[SETTINGS].core_context
+    renderer = Renderer(tm, spec.render)
+    if media == JSONLD:
+        ctx = response_context(tm, core)
+
+        def render(entity: dict[str, Any]) -> bytes:
+            return orjson.dumps({**renderer.entity(entity), "@context": ctx})
+    else:
+        def render(entity: dict[str, Any]) -> bytes:
+            return orjson.dumps(renderer.entity(entity))
+
+    cache = request.app[RENDERED]
+    variant = (tm, spec.render.cache_key(), media, "q")
+    parts = [cache.entity_bytes(tenant, e, variant, render) for e in page]
+    headers: dict[str, str] = {}
+    if total is not None:
+        headers["NGSILD-Results-Count"] = str(total)
+    resp = json_list_response(parts, media=media, tm=tm, core_url=core, headers=headers)
     for link in _page_links(request, spec, more):
         resp.headers.add("Link", link)
     return resp

@@ -26,6 +26,10 @@ class RenderOptions:
     lang: str | None = None
     dataset_id: frozenset[str] | None = None  # keep only these datasetIds ("@none" = default)
 
+    def cache_key(self) -> tuple[Any, ...]:
+        """Every field, hashable: two options with the same key render any entity the same way."""
+        return tuple(getattr(self, name) for name in self.__slots__)  # type: ignore[attr-defined]
+
 
 def _lang_prefs(lang: str) -> list[str]:
     """Language tags of a ``lang`` parameter (Accept-Language syntax), best first."""
