@@ -51,6 +51,8 @@ _COMMON = frozenset({"type", "local"})
 RETRIEVE_PARAMS = _COMMON | {"attrs", "options", "format", "pick", "omit", "lang", "datasetId",
                              "geometryProperty", "join", "joinLevel", "containedBy", "entityMap"}
 WRITE_PARAMS = _COMMON | {"options"}
+# the parameters render_options() reads: without any of them it can neither fail nor set a datasetId
+_RENDER_PARAMS = frozenset({"options", "format", "attrs", "pick", "omit", "lang", "datasetId"})
 DELETE_ATTR_PARAMS = _COMMON | {"datasetId", "deleteAll"}
 # names that are entity members, never attributes (PUT /attrs/scope is a 400, ETSI 055_03_05)
 _RESERVED = frozenset({"id", "type", "scope", "createdAt", "modifiedAt", "deletedAt"})
@@ -273,7 +275,8 @@ async def retrieve_entity(request: web.Request) -> web.Response:
             return _answer_response(hit)
     # join / pick / omit / geometryProperty parse like a query's (services.query); datasetId is ours
     spec = retrieve_spec(request.query, tm, multi_options=request.query.getall("options", []))
-    spec.render.dataset_id = render_options(request, tm).dataset_id
+    if not _RENDER_PARAMS.isdisjoint(request.query):  # else render_options() gives the defaults
+        spec.render.dataset_id = render_options(request, tm).dataset_id
     if failed is not None:
         raise failed
     assert entity is not None
