@@ -205,7 +205,10 @@ def append_mutation(frag: dict[str, Any], no_overwrite: bool, result: UpdateResu
 
 
 def update_mutation(frag: dict[str, Any], result: UpdateResult, names: dict[str, str]) -> Mutation:
-    """Update Entity Attributes (5.6.2): replaces existing attribute instances only."""
+    """Update Entity Attributes (5.6.2): replaces existing attribute instances and appends the
+    attributes and datasetId instances the entity lacks, as the ETSI suite checks (011_01_03,
+    046_20: 204, the new attributes present afterwards); only an NGSI-LD Null for something that
+    does not exist is reported as not updated."""
 
     def mutate(entity: dict[str, Any], now: str) -> set[str] | None:
         result.reset()
@@ -222,17 +225,21 @@ def update_mutation(frag: dict[str, Any], result: UpdateResult, names: dict[str,
         attrs = entity.setdefault("attrs", {})
         for iri, instances in frag.get("attrs", {}).items():
             olds = attrs.get(iri)
-            if olds is None:
-                result.not_updated.append((iri, "Attribute does not exist"))
-                continue
-            missing = [i.get("datasetId") for i in instances if _find(olds, i.get("datasetId")) < 0]
+            missing = [i.get("datasetId") for i in instances
+                       if is_null(i) and (olds is None or _find(olds, i.get("datasetId")) < 0)]
             if missing:
-                result.not_updated.append((iri, f"No instance with datasetId {missing[0] or '(default)'}"))
+                what = "Attribute does not exist" if olds is None else \
+                    f"No instance with datasetId {missing[0] or '(default)'}"
+                result.not_updated.append((iri, what))
                 continue
+            if olds is None:
+                olds = attrs[iri] = []
             for inst in instances:
                 j = _find(olds, inst.get("datasetId"))
                 if is_null(inst):
                     olds.pop(j)
+                elif j < 0:
+                    olds.append(stamp(clone(inst), now))
                 else:
                     olds[j] = stamp(clone(inst), now, olds[j])
             if not olds:

@@ -169,24 +169,30 @@ async def test_update_attrs(client: TestClient) -> None:
     body = {"temperature": {"type": "Property", "value": 25}, "nothere": 1,
             "humidity": {"type": "Property", "value": 45, "datasetId": "urn:ngsi-ld:Dataset:b"}}
     resp = await send(client, "PATCH", url(EID, "attrs"), body)
-    assert resp.status == 207
-    assert await resp.json() == {"updated": [V + "temperature", V + "humidity"],
-                                 "notUpdated": [{"attributeName": V + "nothere", "reason": "Attribute does not exist"}]}
+    # existing attributes are replaced, missing ones appended (ETSI 011_01_03): 204
+    assert resp.status == 204
     got = await get(client, EID)
     assert got["temperature"] == {"type": "Property", "value": 25}  # replaced, sub-attributes gone
-    assert got["humidity"][1]["value"] == 45 and "nothere" not in got
+    assert got["humidity"][1]["value"] == 45 and got["nothere"] == {"type": "Property", "value": 1}
     [event] = rec.take()
-    assert names(event.updated) == {"temperature", "humidity"} and not event.created
+    assert names(event.updated) == {"temperature", "humidity"} and names(event.created) == {"nothere"}
     resp = await send(client, "PATCH", url(EID, "attrs"), {"temperature": 26})
     assert resp.status == 204
     resp = await send(client, "PATCH", url(EID, "attrs"),
                       {"humidity": {"value": 1, "datasetId": "urn:ngsi-ld:Dataset:zzz"}})
+    assert resp.status == 204  # a new datasetId instance is appended
+    assert len((await get(client, EID))["humidity"]) == 3
+    # an NGSI-LD Null for what does not exist is reported, and changes nothing
+    resp = await send(client, "PATCH", url(EID, "attrs"), {"ghost": NULL, "temperature": 27})
     assert resp.status == 207
+    assert await resp.json() == {"updated": [V + "temperature"],
+                                 "notUpdated": [{"attributeName": V + "ghost", "reason": "Attribute does not exist"}]}
+    rec.take()
     # urn:ngsi-ld:null deletes
     resp = await send(client, "PATCH", url(EID, "attrs"), {"isIn": NULL})
     assert resp.status == 204
     assert "isIn" not in await get(client, EID)
-    [_, event] = rec.take()
+    [event] = rec.take()
     assert names(event.deleted) == {"isIn"}
 
 
