@@ -367,35 +367,41 @@ class SqliteStore(Store):
         self._write("DELETE FROM entities WHERE tenant=? AND id=?", (tenant, entity_id))
         return t.remove(entity_id)
 
-    def _candidates(self, t: _Tenant, query: EntityQuery | None) -> list[Doc] | Any:
+    def _candidates(self, t: _Tenant, query: EntityQuery | None) -> tuple[Any, list[set[str]] | None]:
+        """(entities to examine in query order, id sets one of which each match must be in)."""
         if query is None:
-            return t.ordered().values()
+            return t.ordered().values(), None
         if query.ids is not None:
             found = [t.entities[i] for i in dict.fromkeys(query.ids) if i in t.entities]
-            return sorted(found, key=_order_key)
+            return sorted(found, key=_order_key), None
         single = _single_type(query.types)
         scope = t.ordered_type(single) if single is not None else t.ordered()
-        indexed = self._indexed_candidates(t, query, len(scope))
-        return indexed if indexed is not None else scope.values()
+        sets = self._equality_sets(t, query, len(scope))
+        if sets is None:
+            return scope.values(), None
+        size = sum(len(ids) for ids in sets)
+        if size <= len(scope) // 4:  # few enough to fetch and sort: far fewer entities examined
+            ids = sets[0] if len(sets) == 1 else set().union(*sets)
+            return sorted((t.entities[i] for i in ids), key=_order_key), None
+        return scope.values(), sets  # scan, but skip non-members with a set lookup first
 
     @staticmethod
-    def _indexed_candidates(t: _Tenant, query: EntityQuery, scan_size: int) -> list[Doc] | None:
-        """Entities an equality term of q allows, when that set is much smaller than the scan."""
+    def _equality_sets(t: _Tenant, query: EntityQuery, scan_size: int) -> list[set[str]] | None:
+        """The index sets of the most selective ``attr==value`` term of q (any match is in one of them),
+        or None when no such term narrows the scan."""
         if query.q is None or scan_size < 256:
             return None
-        best: set[str] | None = None
+        best: list[set[str]] | None = None
+        best_size = int(len(t.entities) * 0.9)  # a term nearly every entity meets narrows nothing
         for attr, keys in _equality_terms(query.q):
             index = t.value_index(attr)
             if index is None:
                 continue
-            ids: set[str] = set()
-            for key in keys:
-                ids |= index.get(key, set())
-            if best is None or len(ids) < len(best):
-                best = ids
-        if best is None or len(best) * 4 > scan_size:
-            return None
-        return sorted((t.entities[i] for i in best), key=_order_key)
+            sets = [index[k] for k in keys if k in index]
+            size = sum(len(ids) for ids in sets)  # sized before any set is copied
+            if size < best_size:
+                best, best_size = sets, size
+        return best
 
     async def query_entities(self, tenant: str, query: EntityQuery) -> tuple[list[Doc], int | None]:
         from ..query.evaluator import match_entity
@@ -406,11 +412,16 @@ class SqliteStore(Store):
         page: list[Doc] = []
         seen = 0
         end = query.offset + query.limit
-        candidates = self._candidates(t, query)
+        candidates, sets = self._candidates(t, query)
         check = query
         if query.ids is None and isinstance(query.types, TypeName) and not isinstance(candidates, list):
             check = replace(query, types=None)  # the type index already guarantees the type
+        one = sets[0] if sets is not None and len(sets) == 1 else None
         for entity in candidates:
+            if sets is not None:
+                eid = entity["id"]
+                if (eid not in one) if one is not None else not any(eid in ids for ids in sets):
+                    continue
             if not match_entity(check, entity):
                 continue
             if query.offset <= seen < end:
@@ -426,7 +437,8 @@ class SqliteStore(Store):
         t = self._tenants.get(tenant)
         if t is None:
             return
-        for entity in list(self._candidates(t, query)):
+        candidates, _ = self._candidates(t, query)
+        for entity in list(candidates):
             if query is None or match_entity(query, entity):
                 yield entity
 

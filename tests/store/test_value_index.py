@@ -31,7 +31,7 @@ def make(i: int, rng: random.Random) -> dict:
             "createdAt": f"2024-01-01T00:00:{i % 60:02d}.000Z", "modifiedAt": "x", "attrs": attrs}
 
 
-QUERIES = ['station=="s7"', 'station=="a",s3;level>4', 'level==3;serves=="urn:ngsi-ld:D:4"',
+QUERIES = ['station=="nowhere"', 'station=="nowhere",s5', 'station=="s7"', 'station=="a",s3;level>4', 'level==3;serves=="urn:ngsi-ld:D:4"',
            'flag==true', 'flag==1', 'name=="s9"', 'level==2..3;station=="s1"', 'station=="s2"|level==1',
            'serves==urn:ngsi-ld:D:7,urn:ngsi-ld:D:8']
 
