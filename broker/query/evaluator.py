@@ -146,9 +146,21 @@ def match_q_reference(node: QNode, entity: Entity) -> bool:
     raise TypeError(f"not a q node: {node!r}")
 
 
+_BY_IDENTITY: dict[int, tuple[QNode, Any]] = {}
+
+
 def match_q(node: QNode, entity: Entity) -> bool:
-    """Whether the entity satisfies q (compiled once per AST node)."""
-    return compile_q(node)(entity)
+    """Whether the entity satisfies q (compiled once per AST node).
+
+    Looked up by identity first: hashing a frozen AST walks the whole tree, which cost more than
+    evaluating a simple term; the node is kept in the entry so its id cannot be reused meanwhile.
+    """
+    hit = _BY_IDENTITY.get(id(node))
+    if hit is None or hit[0] is not node:
+        if len(_BY_IDENTITY) >= 4096:
+            _BY_IDENTITY.clear()
+        hit = _BY_IDENTITY[id(node)] = (node, compile_q(node))
+    return hit[1](entity)
 
 
 # ------------------------------------------------------------------------------- types and scope
