@@ -22,13 +22,49 @@ _RE2_MAX_REPEAT = 1000
 
 @lru_cache(maxsize=1024)
 def compile_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a user regex once; bad or oversized patterns are the client's fault."""
+    """Compile a user regex once; bad or oversized patterns are the client's fault.
+
+    Python's ``re`` backtracks: a quantifier inside a repeated group (``(a+)+``) or a backreference
+    can take exponential time and would stall the event loop, so such patterns are refused.
+    """
     if len(pattern) > MAX_REGEX_LENGTH:
         raise BadRequestData(f"Regular expression longer than {MAX_REGEX_LENGTH} characters")
     try:
-        return re.compile(pattern)
+        parsed = sre_parse.parse(pattern)
+        compiled = re.compile(pattern)
     except (re.error, RecursionError, OverflowError) as exc:
         raise BadRequestData(f"Invalid regular expression {pattern!r}: {exc}") from None
+    if _backtracks(list(parsed), inside_repeat=False):
+        raise BadRequestData(f"Regular expression {pattern!r} nests quantifiers or uses backreferences, "
+                             "which can take exponential time; rewrite it without them")
+    return compiled
+
+
+_REPEATS = (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", C.MAX_REPEAT))
+
+
+def _backtracks(items: list, inside_repeat: bool) -> bool:
+    """True for a repeat (max > 1) nested in another one, or a backreference."""
+    for op, av in items:
+        if op in _REPEATS:
+            _lo, hi, sub = av
+            repeats = hi > 1
+            if repeats and inside_repeat:
+                return True
+            if _backtracks(list(sub), inside_repeat or repeats):
+                return True
+        elif op == C.SUBPATTERN:
+            if _backtracks(list(av[-1]), inside_repeat):
+                return True
+        elif op == C.BRANCH:
+            if any(_backtracks(list(b), inside_repeat) for b in av[1]):
+                return True
+        elif op in (C.ASSERT, C.ASSERT_NOT):
+            if _backtracks(list(av[1]), inside_repeat):
+                return True
+        elif op in (C.GROUPREF, C.GROUPREF_EXISTS):
+            return True
+    return False
 
 
 def escape_char(code: int) -> str:

@@ -314,3 +314,14 @@ def test_repairable_geometries_are_accepted(geometry: str, coords: object) -> No
 def test_georel_error_names_the_position() -> None:
     with pytest.raises(BadRequestData, match="georel at position 5"):
         parse_geoq("near;max==1", "Point", [1, 2], None, expand)
+
+
+@pytest.mark.parametrize("pattern", ["^(a+)+$", "(a*)*", r"(\w)\1", "((ab)+c)*"])
+def test_backtracking_regexes_are_refused(pattern: str) -> None:
+    """Exponential-time patterns would stall the event loop: they are a 400, not a hang."""
+    from broker.query.evaluator import match_q
+
+    with pytest.raises(BadRequestData, match="exponential"):
+        node = parse_q(f'name~="{pattern}"', expand)
+        match_q(node, {"id": "urn:x:1", "type": ["T"], "attrs": {expand("name"): [
+            {"type": "Property", "value": "a" * 40 + "!"}]}})
