@@ -53,6 +53,7 @@ _NAME_FORBIDDEN = re.compile(r"[\s<>\"'=;()\\]")
 _SCOPE = re.compile(r"^/[^\s/#+]*(/[^\s/#+]+)*$")
 
 MAX_DEPTH = 16
+MAX_ATTRIBUTES = 2048  # per entity or fragment: bounded like everything else (design principle 6)
 # terms every NGSI-LD core context aliases to JSON-LD keywords (@id, @type)
 _KEYWORD_ALIASES = frozenset({"id", "type"})
 
@@ -338,6 +339,8 @@ class Expander:
 
     def attributes(self, body: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         """Every attribute of a fragment (entity members are skipped)."""
+        if len(body) > MAX_ATTRIBUTES and sum(k not in ENTITY_MEMBERS for k in body) > MAX_ATTRIBUTES:
+            raise BadRequestData(f"More than {MAX_ATTRIBUTES} attributes in one entity or fragment")
         attrs: dict[str, list[dict[str, Any]]] = {}
         for key, raw in body.items():
             if key in ENTITY_MEMBERS:

@@ -108,3 +108,16 @@ def test_render_simplified_and_concise_edge_cases() -> None:
     assert concise["geo"] == {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [1, 2]}, "q": 1}
     assert concise["rel"] == {"object": ["urn:x:2", "urn:x:3"]}
     assert concise["obj"] == {"value": {"value": 1}}  # an object value keeps its "value" key
+
+
+def test_attribute_count_is_bounded() -> None:
+    from broker.entities.expand import MAX_ATTRIBUTES, Expander
+    from broker.errors import BadRequestData
+    from broker.jsonld.resolver import ContextResolver
+
+    tm = ContextResolver().default_map
+    body = {"id": "urn:ngsi-ld:T:1", "type": "T", **{f"a{i}": i for i in range(MAX_ATTRIBUTES + 1)}}
+    with pytest.raises(BadRequestData, match="attributes"):
+        Expander(tm, "2024-01-01T00:00:00.000Z").entity(body)
+    del body["a0"]
+    assert len(Expander(tm, "2024-01-01T00:00:00.000Z").entity(body)["attrs"]) == MAX_ATTRIBUTES
