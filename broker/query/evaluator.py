@@ -252,6 +252,8 @@ def _geo_instance(query: GeoQuery, qgeom: BaseGeometry, instance: dict[str, Any]
         geom = shapely.geometry.shape(value)
         if geom.is_empty:
             return False
+        if geom.geom_type != "Point" and not geom.is_valid:
+            geom = shapely.make_valid(geom)  # repaired like query geometries, so equals can hold
         rel = query.georel
         if rel == "near":
             dist = distance_m(qgeom, geom)

@@ -325,3 +325,14 @@ def test_backtracking_regexes_are_refused(pattern: str) -> None:
         node = parse_q(f'name~="{pattern}"', expand)
         match_q(node, {"id": "urn:x:1", "type": ["T"], "attrs": {expand("name"): [
             {"type": "Property", "value": "a" * 40 + "!"}]}})
+
+
+def test_equals_holds_for_the_same_slightly_invalid_polygon() -> None:
+    """ETSI 019_11_01: an entity whose polygon self-intersects equals a query with the same one."""
+    from broker.query.evaluator import match_geo
+
+    bow = [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]
+    geo = parse_geoq("equals", "Polygon", bow, None, expand)
+    entity = {"id": "urn:x:1", "type": ["T"], "attrs": {"https://uri.etsi.org/ngsi-ld/location": [
+        {"type": "GeoProperty", "value": {"type": "Polygon", "coordinates": bow}}]}}
+    assert match_geo(geo, entity)
