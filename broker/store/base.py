@@ -19,6 +19,28 @@ DEFAULT_TENANT = ""
 Doc = dict[str, Any]
 
 
+class Pager:
+    """``offset``/``limit``/``count`` over entities that matched, offered in query order (the part
+    both stores share when the query is evaluated in Python)."""
+
+    __slots__ = ("offset", "end", "count", "page", "seen")
+
+    def __init__(self, query: EntityQuery) -> None:
+        self.offset, self.end, self.count = query.offset, query.offset + query.limit, query.count
+        self.page: list[Doc] = []
+        self.seen = 0
+
+    def add(self, entity: Doc) -> bool:
+        """Take one match; True once nothing more is needed (the page is full and no count asked)."""
+        if self.offset <= self.seen < self.end:
+            self.page.append(entity)
+        self.seen += 1
+        return self.seen >= self.end and not self.count
+
+    def result(self) -> tuple[list[Doc], int | None]:
+        return self.page, (self.seen if self.count else None)
+
+
 class Store(ABC):
     """Entities plus keyed document collections (subscriptions, registrations, devices, ...)."""
 

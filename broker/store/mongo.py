@@ -15,7 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..errors import AlreadyExists
 from ..query.model import EntityQuery
-from .base import DEFAULT_TENANT, Doc, Store
+from .base import DEFAULT_TENANT, Doc, Pager, Store
 from .codec import decode_entity, decode_value, encode_entity, encode_value
 
 ENTITIES = "entities"
@@ -135,19 +135,12 @@ class MongoStore(Store):
             total = await coll.count_documents(flt) if query.count else None
             cursor = coll.find(flt).sort(_SORT).skip(query.offset).limit(query.limit)
             return [decode_entity(d) async for d in cursor], total
-        page: list[Doc] = []
-        seen = 0
-        end = query.offset + query.limit
+        pager = Pager(query)
         async for raw in coll.find(flt).sort(_SORT):
             entity = decode_entity(raw)
-            if not match_entity(query, entity):
-                continue
-            if query.offset <= seen < end:
-                page.append(entity)
-            seen += 1
-            if seen >= end and not query.count:
+            if match_entity(query, entity) and pager.add(entity):
                 break
-        return page, (seen if query.count else None)
+        return pager.result()
 
     def _compile(self, query: EntityQuery) -> tuple[dict[str, Any], bool]:
         """The filter of a query; on FerretDB without ``$elemMatch`` (then never exact)."""

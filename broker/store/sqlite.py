@@ -24,7 +24,7 @@ from ..query.ast import And, Comparison, TypeName, Value, ValueList
 from ..query.compiled import _plain_candidates
 from ..query.model import EntityQuery
 from ..query.values import normalize_datetime
-from .base import Doc, Store
+from .base import Doc, Pager, Store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (tenant TEXT PRIMARY KEY);
@@ -409,9 +409,7 @@ class SqliteStore(Store):
         t = self._tenants.get(tenant)
         if t is None:
             return [], (0 if query.count else None)
-        page: list[Doc] = []
-        seen = 0
-        end = query.offset + query.limit
+        pager = Pager(query)
         candidates, sets = self._candidates(t, query)
         check = query
         if query.ids is None and isinstance(query.types, TypeName) and not isinstance(candidates, list):
@@ -422,14 +420,9 @@ class SqliteStore(Store):
                 eid = entity["id"]
                 if (eid not in one) if one is not None else not any(eid in ids for ids in sets):
                     continue
-            if not match_entity(check, entity):
-                continue
-            if query.offset <= seen < end:
-                page.append(entity)
-            seen += 1
-            if seen >= end and not query.count:
+            if match_entity(check, entity) and pager.add(entity):
                 break
-        return page, (seen if query.count else None)
+        return pager.result()
 
     async def scan_entities(self, tenant: str, query: EntityQuery | None = None) -> AsyncIterator[Doc]:
         from ..query.evaluator import match_entity
