@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from broker.app import create_app
 from broker.config import Settings
 from broker.store.base import Store
+from tests.jsonld.context_server import ContextServer
 from tests.services import Services
 
 STORES = ("sqlite", "mongo")
@@ -92,3 +93,14 @@ async def client(request: pytest.FixtureRequest, services: Services, tmp_path) -
         # the app's cleanup closed the store; reopen to drop what the test wrote
         if request.param == "mongo":
             await close_store(await open_store("mongo", services, tmp_path, prefix=s.prefix))  # type: ignore[attr-defined]
+
+
+@pytest_asyncio.fixture
+async def ctx_server() -> AsyncIterator[ContextServer]:
+    """A real HTTP server in the test process that serves @context documents."""
+    server = ContextServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()

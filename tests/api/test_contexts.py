@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
 from broker.jsonld.core import DEFAULT_CORE_URL
@@ -14,16 +12,6 @@ from tests.jsonld.context_server import ContextServer
 BASE = "/ngsi-ld/v1/jsonldContexts"
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 LINK = '<{}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
-
-
-@pytest_asyncio.fixture
-async def ctx_server() -> AsyncIterator[ContextServer]:
-    server = ContextServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 async def problem(resp, status: int, type_name: str) -> dict:  # type: ignore[no-untyped-def]
