@@ -14,7 +14,6 @@ the registry when another process changed it, so an idle registry costs one smal
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from agents.errors import (
 )
 from agents.mapping import DeviceProfile, effective_device, ngsi_ld_id
 from broker.errors import AlreadyExists
+from broker.periodic import every, stop
 from broker.store.base import DEFAULT_TENANT, Store
 from broker.timeutil import now_iso
 from models.iota import ConfigGroup, Device, DeviceUpdate, GroupUpdate
@@ -118,24 +118,16 @@ class Registry:
     # ------------------------------------------------------------------ lifecycle and cache
     async def start(self) -> None:
         await self.refresh()
-        self._task = asyncio.create_task(self._refresh_loop(), name="iota-registry-refresh")
+        self._task = every(self.refresh_interval, self._refresh_if_changed, "iota-registry-refresh")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_interval)
-            try:
-                doc = await self.store.get_doc(DEFAULT_TENANT, VERSION, "v")
-                if doc is None or doc.get("v") != self._version:
-                    await self.refresh()
-            except Exception:  # noqa: BLE001 - a store hiccup must not stop the refresh loop
-                log.exception("registry refresh failed")
+    async def _refresh_if_changed(self) -> None:
+        doc = await self.store.get_doc(DEFAULT_TENANT, VERSION, "v")
+        if doc is None or doc.get("v") != self._version:
+            await self.refresh()
 
     async def changed(self) -> None:
         """Stamp a new registry version (other processes reload) and reload this process's cache."""

@@ -11,13 +11,13 @@ notification ``id``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ..periodic import stop
 from ..store.base import Store
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,8 @@ class Outbox:
         self._task = asyncio.create_task(self._flusher(), name="outbox-flusher")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
         await self._flush()
 
     async def add(self, tenant: str, items: list[dict[str, Any]]) -> list[tuple[Ref, dict[str, Any]]]:

@@ -10,7 +10,6 @@ still ends in a reload, and a subscription created on any process is honoured by
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -28,6 +27,7 @@ from ..entities.expand import check_name, is_uri
 from ..errors import BadRequestData, NonexistentTenant, ResourceNotFound
 from ..jsonld.resolver import ContextResolver
 from ..jsonld.termmap import TermMap
+from ..periodic import every, stop
 from ..query.ast import GeoQuery, QNode, ScopeNode, TypeName, TypeNode
 from ..query.evaluator import match_types
 from ..query.parser import parse_geoq, parse_q, parse_scope_q, parse_type_expr
@@ -378,24 +378,11 @@ class SubscriptionService:
     # ------------------------------------------------------------ lifecycle and sync
     async def start(self) -> None:
         await self.sync()
-        self._task = asyncio.create_task(self._sync_loop(), name="subscription-sync")
+        self._task = every(self.sync_interval, self.sync, "subscription-sync")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _sync_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.sync_interval)
-            try:
-                await self.sync()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a store hiccup must not end the sync loop
-                log.exception("subscription sync failed; retrying")
+        await stop(self._task)
+        self._task = None
 
     async def sync(self) -> None:
         """Reload the tenants whose revision token changed since we last looked (one doc per tenant)."""

@@ -1,0 +1,25 @@
+"""The background loop of the services: a failing round does not end it, and stop() ends it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from broker.periodic import every, stop
+
+
+async def test_every_survives_failures_and_stops() -> None:
+    calls = 0
+
+    async def action() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("store hiccup")
+
+    task = every(0.01, action, "test-loop")
+    while calls < 3:
+        await asyncio.sleep(0.01)
+    assert not task.done()  # the first failure did not end it
+    await stop(task)
+    assert task.cancelled()
+    await stop(None)  # nothing to stop is fine
