@@ -4,6 +4,7 @@ on both stores."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -252,6 +253,7 @@ async def test_order_by(client: TestClient) -> None:
     for n, name, sub in ((2, "B", 2), (1, "A", 1), (3, "C", 3)):
         await create(client, {"id": f"urn:ngsi-ld:Building:{n}", "type": "Building",
                               "name": {**prop(name), "subProperty": prop(sub)}})
+        await asyncio.sleep(0.003)  # distinct createdAt (ms precision): name.createdAt must not tie
     await create(client, {"id": "urn:ngsi-ld:Building:0", "type": "Building"})  # no name: always last
 
     async def order(by: str, extra: str = "") -> list[str]:
