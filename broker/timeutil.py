@@ -48,12 +48,27 @@ def _normalize_parsed(text: str) -> str:
     return format_iso(parse_iso(text))
 
 
+_SEEN_ISO: dict[str, str] = {}  # text → canonical form, for texts already checked (bounded)
+
+
 def normalize_iso(text: str) -> str:
     """Canonical stored form of a client-supplied date-time (raises ValueError if invalid).
 
     Text already in the canonical form (what the broker itself emits, and most clients send) is
-    range-checked by slicing instead of parsed: this runs for every ``observedAt`` written.
+    range-checked by slicing instead of parsed: this runs for every ``observedAt`` written, and
+    the same few timestamps recur across a batch, so checked texts are remembered.
     """
+    hit = _SEEN_ISO.get(text) if type(text) is str else None
+    if hit is not None:
+        return hit
+    out = _normalize(text)
+    if len(_SEEN_ISO) >= 4096:
+        _SEEN_ISO.clear()
+    _SEEN_ISO[text] = out
+    return out
+
+
+def _normalize(text: str) -> str:
     if isinstance(text, str) and _CANONICAL.match(text):
         month, day = int(text[5:7]), int(text[8:10])
         if (1 <= month <= 12 and 1 <= day <= _MONTH_DAYS[month] and int(text[11:13]) < 24

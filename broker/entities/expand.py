@@ -58,8 +58,18 @@ MAX_ATTRIBUTES = 2048  # per entity or fragment: bounded like everything else (d
 _KEYWORD_ALIASES = frozenset({"id", "type"})
 
 
+_SEEN_URIS: set[str] = set()  # URIs already checked: dataset ids and relationship targets recur
+
+
 def is_uri(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 2048 and bool(_URI.match(value))
+    if value in _SEEN_URIS if type(value) is str else False:
+        return True
+    if not (isinstance(value, str) and len(value) <= 2048 and _URI.match(value)):
+        return False
+    if len(_SEEN_URIS) >= 65536:
+        _SEEN_URIS.clear()
+    _SEEN_URIS.add(value)
+    return True
 
 
 def check_entity_id(value: Any) -> str:
@@ -224,6 +234,14 @@ class Expander:
         return iri, [self.instance(name, raw)]
 
     def instance(self, name: str, raw: Any, depth: int = 0) -> dict[str, Any]:
+        if type(raw) is dict:
+            fast = self._plain_instance(raw)
+            if fast is not None:
+                return fast
+        return self.general_instance(name, raw, depth)
+
+    def general_instance(self, name: str, raw: Any, depth: int = 0) -> dict[str, Any]:
+        """Any instance, every rule checked (``_plain_instance`` is its shortcut for the common ones)."""
         if depth > 4:
             raise BadRequestData(f"Attribute {name}: sub-attributes nested too deep")
         if raw is None:
@@ -280,6 +298,55 @@ class Expander:
                 if sub_iri in subs:
                     raise BadRequestData(f"Sub-attribute {name}.{key} given twice")
                 subs[sub_iri] = self.instance(f"{name}.{key}", v, depth + 1)
+        inst["createdAt"] = self.now
+        inst["modifiedAt"] = self.now
+        return inst
+
+    def _plain_instance(self, raw: dict[str, Any]) -> dict[str, Any] | None:
+        """The common instance (a scalar Property, a one-object Relationship or a Point, with at most
+        datasetId, observedAt and unitCode), checked in one pass; None sends anything else to the
+        general path, which gives the same result for these and the errors for everything else.
+
+        Expansion runs for every attribute of every write: this keeps it a few dict operations.
+        """
+        t = raw.get("type")
+        member = _PLAIN_MEMBER.get(t)  # type: ignore[arg-type]
+        if member is None or member not in raw:
+            return None
+        v = raw[member]
+        tv = type(v)
+        if t == "Property":
+            if tv is str:
+                if v == NGSILD_NULL:
+                    return None
+            elif tv is not int and tv is not float and tv is not bool:
+                return None
+        elif t == "Relationship":
+            if tv is not str or v == NGSILD_NULL or not is_uri(v):
+                return None
+        elif not _plain_point(v):
+            return None
+        inst: dict[str, Any] = {"type": t, member: v}
+        for key, x in raw.items():
+            if key == "type" or key == member:
+                continue
+            if key == "observedAt":
+                if type(x) is not str:
+                    return None
+                try:
+                    inst["observedAt"] = normalize_iso(x)
+                except ValueError:
+                    return None
+            elif key == "unitCode":
+                if type(x) is not str or not x:
+                    return None
+                inst["unitCode"] = x
+            elif key == "datasetId":
+                if not is_uri(x):
+                    return None
+                inst["datasetId"] = x
+            else:
+                return None
         inst["createdAt"] = self.now
         inst["modifiedAt"] = self.now
         return inst
@@ -395,6 +462,22 @@ class Expander:
                 out["scope"] = check_scopes(scope)
         out["attrs"] = self.attributes(body)
         return out
+
+_PLAIN_MEMBER = {"Property": "value", "Relationship": "object", "GeoProperty": "value"}
+
+
+def _plain_point(v: Any) -> bool:
+    """A GeoJSON Point with in-range numeric coordinates and nothing else."""
+    if type(v) is not dict or len(v) != 2 or v.get("type") != "Point":
+        return False
+    c = v.get("coordinates")
+    if type(c) is not list or len(c) not in (2, 3):
+        return False
+    for x in c:
+        if (type(x) is not float and type(x) is not int) or x != x:
+            return False
+    return -180 <= c[0] <= 180 and -90 <= c[1] <= 90
+
 
 def _looks_like_instance(x: dict[str, Any]) -> bool:
     t = x.get("type")
