@@ -18,7 +18,6 @@ from .entities import (
     Mutation,
     UpdateResult,
     append_mutation,
-    clone,
     merge_mutation,
     replace_mutation,
 )
@@ -66,7 +65,8 @@ class BatchService:
 
     async def upsert_entities(self, tenant: str, entities: list[dict[str, Any]], *, mode: str = "replace",
                               source: str = "api") -> BatchResult:
-        """Create or update already-expanded entities (``Expander.entity`` output).
+        """Create or update already-expanded entities (``Expander.entity`` output), which the batch
+        takes over: they may become the stored documents.
 
         ``mode="update"`` merges attributes into existing entities (iotagent-node-lib's
         ``options=update``); ``"replace"`` replaces them.
@@ -133,7 +133,7 @@ class BatchService:
             return await svc.remove(tenant, entity_id, source, publish=False)
         if op == "upsert":
             if not exists:
-                doc = clone(_entity(group[0]))
+                doc = _entity(group[0])  # the batch owns its expanded entities: no copy
                 rest = [self._mutation("upsert", _entity(i), mode, False) for i in group[1:]]
                 if rest:
                     now = now_iso()

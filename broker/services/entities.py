@@ -32,6 +32,24 @@ def clone(entity: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(entity))
 
 
+def frame_copy(entity: dict[str, Any]) -> dict[str, Any]:
+    """The copy every whole-entity mutation works on: new entity, ``type``, ``scope`` and ``attrs``
+    containers and a new list of instances per attribute; the instances themselves are shared.
+    Safe because no mutation edits a stored instance in place (they put new ones in the lists), and
+    ~30x cheaper than ``clone``: this runs for every update of a 2-5 KB entity."""
+    out = dict(entity)
+    types = entity.get("type")
+    if isinstance(types, list):
+        out["type"] = list(types)
+    scope = entity.get("scope")
+    if isinstance(scope, list):
+        out["scope"] = list(scope)
+    attrs = entity.get("attrs")
+    if attrs is not None:
+        out["attrs"] = {iri: list(instances) for iri, instances in attrs.items()}
+    return out
+
+
 def attr_copy(iri: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """A copy for mutations that touch one attribute only: new entity and ``attrs`` dicts and a new list
     of that attribute's instances, everything else shared. ~30x cheaper than ``clone`` on a 2.5 KB
@@ -82,10 +100,25 @@ def stamp(inst: Instance, now: str, old: Instance | None = None) -> Instance:
     """Set system timestamps: ``createdAt`` survives from ``old`` (recursively for sub-attributes)."""
     inst["createdAt"] = old.get("createdAt", now) if old else now
     inst["modifiedAt"] = now
-    old_subs = (old or {}).get("subs", {})
-    for iri, sub in inst.get("subs", {}).items():
-        stamp(sub, now, old_subs.get(iri))
+    subs = inst.get("subs")
+    if subs:
+        old_subs = old.get("subs") or {} if old else {}
+        for iri, sub in subs.items():
+            stamp(sub, now, old_subs.get(iri))
     return inst
+
+
+def stamped(inst: Instance, now: str, old: Instance | None = None) -> Instance:
+    """``stamp`` on a new dict (and new sub-attribute dicts), so a request fragment applied on a
+    retry, or to several entities, never shares the dicts that carry timestamps."""
+    out = dict(inst)
+    out["createdAt"] = old.get("createdAt", now) if old else now
+    out["modifiedAt"] = now
+    subs = inst.get("subs")
+    if subs:
+        old_subs = old.get("subs") or {} if old else {}
+        out["subs"] = {iri: stamped(sub, now, old_subs.get(iri)) for iri, sub in subs.items()}
+    return out
 
 
 def merge_instance(old: Instance, frag: Instance, now: str, name: str) -> Instance:
@@ -157,7 +190,7 @@ def replace_mutation(new: dict[str, Any]) -> Mutation:
             attrs[iri] = []
             for inst in instances:
                 j = _find(olds, inst.get("datasetId"))
-                attrs[iri].append(stamp(clone(inst), now, olds[j] if j >= 0 else None))
+                attrs[iri].append(stamped(inst, now, olds[j] if j >= 0 else None))
         entity["attrs"] = attrs
         return set(old_attrs) | set(attrs)
 
@@ -186,7 +219,7 @@ def append_mutation(frag: dict[str, Any], no_overwrite: bool, result: UpdateResu
                 j = _find(olds, inst.get("datasetId"))
                 if j >= 0 and no_overwrite:
                     continue
-                new = stamp(clone(inst), now, olds[j] if j >= 0 else None)
+                new = stamped(inst, now, olds[j] if j >= 0 else None)
                 if j >= 0:
                     olds[j] = new
                 else:
@@ -239,9 +272,9 @@ def update_mutation(frag: dict[str, Any], result: UpdateResult, names: dict[str,
                 if is_null(inst):
                     olds.pop(j)
                 elif j < 0:
-                    olds.append(stamp(clone(inst), now))
+                    olds.append(stamped(inst, now))
                 else:
-                    olds[j] = stamp(clone(inst), now, olds[j])
+                    olds[j] = stamped(inst, now, olds[j])
             if not olds:
                 del attrs[iri]
             touched.add(iri)
@@ -313,7 +346,7 @@ def replace_attr_mutation(iri: str, inst: Instance, name: str) -> Mutation:
         j = _find(olds or [], inst.get("datasetId"))
         if j < 0:
             raise ResourceNotFound(_missing(entity["id"], name, inst.get("datasetId")))
-        olds[j] = stamp(clone(inst), now, olds[j])  # type: ignore[index]
+        olds[j] = stamped(inst, now, olds[j])  # type: ignore[index]
         return {iri}
 
     return mutate
@@ -403,12 +436,12 @@ class EntityService:
         return event.before
 
     async def modify(self, tenant: str, entity_id: str, mutate: Mutation, source: str = "api",
-                     publish: bool = True, copy: Callable[[dict[str, Any]], dict[str, Any]] = clone,
+                     publish: bool = True, copy: Callable[[dict[str, Any]], dict[str, Any]] = frame_copy,
                      ) -> tuple[dict[str, Any], dict[str, Any], ChangeEvent | None]:
         """Read-modify-write with optimistic retries.
 
-        ``mutate(entity, now)`` edits a private copy (made by ``copy``: deep unless the mutation is
-        known to touch less) in place and returns the attribute IRIs it touched (None = nothing
+        ``mutate(entity, now)`` edits a private copy (made by ``copy``: new containers, shared
+        instances, unless the mutation is known to touch less) in place and returns the attribute IRIs it touched (None = nothing
         changed, so nothing is written). Returns (before, after, event).
         An exception raised by ``mutate`` aborts the write: nothing is stored.
         """

@@ -83,3 +83,63 @@ def test_attr_copy_shares_only_what_it_may() -> None:
     assert c == e and c is not e and c["attrs"] is not e["attrs"]
     assert c["attrs"][V + "h"] is not e["attrs"][V + "h"]
     assert attr_copy(V + "x")({"id": "urn:x"}) == {"id": "urn:x"}
+
+
+def _frag(**attrs: list[dict]) -> dict:
+    return {"attrs": {V + k: v for k, v in attrs.items()}}
+
+
+@pytest.mark.parametrize("op", ["append", "append_keep", "update_attrs", "merge", "merge_null", "replace",
+                                "add_type", "prune"])
+async def test_whole_entity_writes_leave_the_old_entity_alone(store: Store, op: str) -> None:
+    """Whole-entity mutations work on ``frame_copy`` (new containers, shared instances): the entity the
+    store handed out before the write, and the request fragment, must stay exactly as they were."""
+    svc = EntityService(store, EventBus())
+    await svc.create(DEFAULT_TENANT, _entity())
+    old = await store.get_entity(DEFAULT_TENANT, EID)
+    assert old is not None
+    snapshot = orjson.dumps(old)
+    sub_frag = {"type": "Property", "value": 7, "subs": {V + "acc": {"type": "Property", "value": 0.9}}}
+    frag = _frag(t=[sub_frag], h=[{"type": "Property", "value": 3, "datasetId": "urn:d:2"}],
+                 n=[{"type": "Property", "value": "new"}])
+    frag_snapshot = orjson.dumps(frag)
+    if op == "append":
+        await svc.append(DEFAULT_TENANT, EID, frag)
+    elif op == "append_keep":
+        await svc.append(DEFAULT_TENANT, EID, frag, no_overwrite=True)
+    elif op == "update_attrs":
+        await svc.update_attrs(DEFAULT_TENANT, EID, frag)
+    elif op == "merge":
+        await svc.merge(DEFAULT_TENANT, EID, _frag(t=[{"subs": {V + "acc": {"value": 0.1}}}]))
+    elif op == "merge_null":
+        await svc.merge(DEFAULT_TENANT, EID, _frag(h=[{"type": "Property", "value": "urn:ngsi-ld:null",
+                                                      "datasetId": "urn:d:2"}]))
+    elif op == "replace":
+        await svc.replace(DEFAULT_TENANT, EID, {"id": EID, "type": [V + "Room"], **frag})
+    elif op == "add_type":
+        await svc.append(DEFAULT_TENANT, EID, {"type": [V + "Hall"], "scope": ["/b"], "attrs": {}})
+    else:
+        await svc.modify(DEFAULT_TENANT, EID, lambda e, now: {k for k in list(e["attrs"]) if e["attrs"].pop(k)})
+    assert orjson.dumps(old) == snapshot
+    assert orjson.dumps(frag) == frag_snapshot
+    new = await store.get_entity(DEFAULT_TENANT, EID)
+    assert new is not None and new["_v"] == old["_v"] + 1
+    attrs = new["attrs"]
+    t, h = attrs.get(V + "t"), attrs.get(V + "h")
+    expected = {
+        "append": lambda: t[0]["value"] == 7 and t[0]["subs"][V + "acc"]["value"] == 0.9
+        and [i["value"] for i in h] == [1, 3] and attrs[V + "n"][0]["value"] == "new",
+        "append_keep": lambda: t[0]["value"] == {"deep": [1, 2]} and V + "n" in attrs,
+        "update_attrs": lambda: t[0]["value"] == 7 and [i["value"] for i in h] == [1, 3],
+        "merge": lambda: t[0]["value"] == {"deep": [1, 2]} and t[0]["subs"][V + "acc"]["value"] == 0.1,
+        "merge_null": lambda: [i["value"] for i in h] == [1],
+        "replace": lambda: t[0]["value"] == 7 and [i["value"] for i in h] == [3] and V + "other" not in attrs,
+        "add_type": lambda: new["type"] == [V + "Room", V + "Hall"] and new["scope"] == ["/b"],
+        "prune": lambda: attrs == {},
+    }[op]
+    assert expected()
+    if op in ("append", "update_attrs", "replace"):
+        # createdAt survives from the instance replaced, modifiedAt moves; sub-attributes too
+        assert t[0]["createdAt"] == T0 and t[0]["modifiedAt"] > T0
+        assert t[0]["subs"][V + "acc"]["createdAt"] == T0
+        assert t[0] is not frag["attrs"][V + "t"][0]
