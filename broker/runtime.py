@@ -12,6 +12,7 @@ from aiohttp import web
 
 from .app import create_app
 from .config import Settings
+from .gctune import freeze_startup, tune
 from .mqtt_probe import choose_mqtt_url
 
 log = logging.getLogger("broker")
@@ -25,6 +26,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
+    tune()
     mqtt_url = await choose_mqtt_url(settings.mqtt_url)
     app = create_app(settings)
     app["mqtt_url"] = mqtt_url
@@ -46,6 +48,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             from agents.runtime import start_agents
 
             extra.extend(await start_agents(app, settings, mqtt_url))
+        freeze_startup()
         await stop.wait()
     finally:
         log.info("shutting down")
