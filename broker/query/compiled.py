@@ -75,6 +75,24 @@ def _plain_candidates(inst: dict[str, Any]) -> tuple[bool, list[Any]]:
     return bool(raws) or bool(lang_maps), flatten_values(raws, lang_maps)
 
 
+_NOT_SCALAR = object()
+_SCALAR_MEMBER = {"Property": "value", "GeoProperty": "value", "Relationship": "object"}
+
+
+def _scalar(inst: dict[str, Any]) -> Any:
+    """The one candidate of a Property or Relationship instance holding a single string, number or
+    boolean (what most instances hold): ``_plain_candidates`` would give exactly ``[value]``, since an
+    instance carries only its own type's value member. ``_NOT_SCALAR`` for anything else."""
+    member = _SCALAR_MEMBER.get(inst.get("type"))  # type: ignore[arg-type]
+    if member is None:
+        return _NOT_SCALAR
+    v = inst.get(member, _NOT_SCALAR)
+    tv = type(v)
+    if tv is str or tv is float or tv is int or tv is bool:
+        return v
+    return _NOT_SCALAR
+
+
 def _instance_test(term: Comparison) -> Pred:
     from broker.query.evaluator import _candidates
 
@@ -86,14 +104,23 @@ def _instance_test(term: Comparison) -> Pred:
             return _candidates(inst, term)
 
     op, operand = term.op, term.operand
+    plain = candidates is _plain_candidates
     if op in ("==", "!="):
         eq = _equality(operand)  # type: ignore[arg-type]
         if op == "==":
             def test(inst: dict[str, Any]) -> bool:
+                if plain:
+                    v = _scalar(inst)
+                    if v is not _NOT_SCALAR:
+                        return eq(v)
                 present, values = candidates(inst)
                 return present and any(eq(v) for v in values)
         else:
             def test(inst: dict[str, Any]) -> bool:
+                if plain:
+                    v = _scalar(inst)
+                    if v is not _NOT_SCALAR:
+                        return not eq(v)
                 present, values = candidates(inst)
                 return present and not any(eq(v) for v in values)
         return test
@@ -113,6 +140,10 @@ def _instance_test(term: Comparison) -> Pred:
     cmp = _literal_test(op, operand)  # type: ignore[arg-type]
 
     def order_test(inst: dict[str, Any]) -> bool:
+        if plain:
+            v = _scalar(inst)
+            if v is not _NOT_SCALAR:
+                return cmp(v)
         present, values = candidates(inst)
         return present and any(cmp(v) for v in values)
 
@@ -131,6 +162,8 @@ def compile_q(node: QNode) -> Callable[[Entity], bool]:
             instances = attrs.get(attr) if isinstance(attrs, dict) else None
             if not isinstance(instances, list):
                 return False
+            if len(instances) == 1:
+                return test(instances[0])
             return any(test(i) for i in instances)
 
         return comparison
@@ -140,6 +173,9 @@ def compile_q(node: QNode) -> Callable[[Entity], bool]:
         return lambda entity: _exists(entity, node)
     if isinstance(node, And):
         preds = [compile_q(n) for n in node.items]  # type: ignore[arg-type]
+        if len(preds) == 2:
+            first, second = preds
+            return lambda entity: first(entity) and second(entity)
         return lambda entity: all(p(entity) for p in preds)
     if isinstance(node, Or):
         preds = [compile_q(n) for n in node.items]  # type: ignore[arg-type]
