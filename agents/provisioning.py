@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agents.command_payload import check_commands
 from agents.errors import IotaError, MissingConfigParams, MissingHeaders, WrongSyntax
 from agents.metrics import CONTENT_TYPE
 from agents.registry import display_device
@@ -109,6 +110,7 @@ async def create_groups(request: web.Request) -> web.Response:
     if isinstance(body, dict) and _groups_key(request) not in body and ("groups" in body or "services" in body):
         raise WrongSyntax(f"the body must hold '{_groups_key(request)}'")
     req = parse_model(GroupsRequest, body)
+    _check_commands(req.items)
     agents = agents_of(request)
     for g in req.items:
         g.resource = g.resource or agents.settings.iota_default_resource
@@ -126,6 +128,7 @@ async def update_group(request: web.Request) -> web.Response:
     service, subservice = fiware_headers(request)
     resource, apikey = _group_params(request)
     update = parse_model(GroupUpdate, await json_body(request))
+    _check_commands([update])
     await agents_of(request).registry.update_group(service, subservice, resource, apikey, update)
     return web.Response(status=204)
 
@@ -142,6 +145,7 @@ async def delete_group(request: web.Request) -> web.Response:
 async def create_devices(request: web.Request) -> web.Response:
     service, subservice = fiware_headers(request)
     req = parse_model(DevicesRequest, await json_body(request))
+    _check_commands(req.devices)
     agents = agents_of(request)
     docs = await agents.registry.create_devices(service, subservice, req.devices)
     await agents.commands.provisioned(docs)
@@ -165,6 +169,7 @@ async def get_device(request: web.Request) -> web.Response:
 async def update_device(request: web.Request) -> web.Response:
     service, subservice = fiware_headers(request)
     update = parse_model(DeviceUpdate, await json_body(request))
+    _check_commands([update])
     agents = agents_of(request)
     doc = await agents.registry.update_device(service, subservice, request.match_info["deviceId"], update,
                                               request.query.get("apikey"))
@@ -185,6 +190,14 @@ async def delete_many(request: web.Request) -> web.Response:
     await agents_of(request).registry.delete_devices(service, subservice,
                                                      [(d.deviceId, d.apikey) for d in req.devices])
     return web.Response(status=204)
+
+
+def _check_commands(items: list[Any]) -> None:
+    """Command expressions, header expressions and payload types are checked before anything is stored."""
+    for item in items:
+        commands = getattr(item, "commands", None)
+        if commands:
+            check_commands([c.to_wire() for c in commands])
 
 
 # ---------------------------------------------------------------------- operations

@@ -111,6 +111,8 @@ class Registry:
         self.timestamp_default = timestamp_default
         self.cache = _Cache()
         self.listeners: list[Callable[[], None]] = []
+        #: called with the document of every device this process autoprovisioned (registrations, command index)
+        self.created_hooks: list[Callable[[dict[str, Any]], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._version: str | None = None
@@ -343,21 +345,32 @@ class Registry:
         else:
             self._version = uuid.uuid4().hex  # other processes reload; this one indexes it below
             await self.store.put_doc(DEFAULT_TENANT, VERSION, "v", {"v": self._version})
+            self._index(self.cache, doc)
+            for hook in self.created_hooks:
+                hook(doc)
+            return doc
         self._index(self.cache, doc)
         return self.cache.devices.get((doc["apikey"], device_id), doc)
 
-    def command_devices(self) -> list[Provisioned]:
-        """Every cached device that has commands (the command dispatcher's index)."""
+    def provisioned_doc(self, doc: dict[str, Any]) -> Provisioned | None:
+        """The profile of a stored device document with its group; None for a device without a type."""
+        group = self.find_group(doc["apikey"], doc.get("resource")) if doc.get("apikey") else None
+        try:
+            return self.provisioned(doc, group)
+        except Exception:  # noqa: BLE001 - a device without a type has no entity yet
+            return None
+
+    def all_provisioned(self) -> list[Provisioned]:
         out = []
         for d in [*self.cache.devices.values(), *self.cache.devices_no_key.values()]:
-            group = self.find_group(d["apikey"], d.get("resource")) if d.get("apikey") else None
-            try:
-                p = self.provisioned(d, group)
-            except Exception:  # noqa: BLE001 - a device without a type has no entity yet
-                continue
-            if p.profile.commands:
+            p = self.provisioned_doc(d)
+            if p is not None:
                 out.append(p)
         return out
+
+    def command_devices(self) -> list[Provisioned]:
+        """Every cached device that has commands (the command dispatcher's index)."""
+        return [p for p in self.all_provisioned() if p.profile.commands]
 
 
 def display_device(doc: dict[str, Any]) -> dict[str, Any]:

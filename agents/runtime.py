@@ -67,7 +67,9 @@ def build_agents(broker_app: web.Application, settings: Settings) -> Agents:
     registry = Registry(store, default_resource=settings.iota_default_resource)
     ingestor = Ingestor(writer, metrics)
     south = Southbound(registry, ingestor, writer, metrics)
-    commands = Commands(registry, writer, ingestor, store, metrics)
+    commands = Commands(registry, writer, ingestor, store, metrics,
+                        polling_expiration=settings.iota_polling_expiration / 1000,
+                        polling_sweep=settings.iota_polling_daemon_freq / 1000)
     return Agents(settings=settings, store=store, registry=registry, metrics=metrics, writer=writer,
                   ingestor=ingestor, south=south, commands=commands)
 
