@@ -7,12 +7,14 @@ lower-cased and is the NGSI-LD tenant; ``fiware-servicepath: /*`` lists the whol
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from typing import Any
 
 from aiohttp import web
 
+from agents import context_provider
 from agents.command_payload import check_commands
 from agents.errors import IotaError, MissingConfigParams, MissingHeaders, WrongSyntax
 from agents.metrics import CONTENT_TYPE
@@ -137,7 +139,10 @@ async def delete_group(request: web.Request) -> web.Response:
     service, subservice = fiware_headers(request)
     resource, apikey = _group_params(request)
     with_devices = request.query.get("device", "").lower() == "true"
-    await agents_of(request).registry.delete_group(service, subservice, resource, apikey, with_devices)
+    agents = agents_of(request)
+    deleted = await agents.registry.delete_group(service, subservice, resource, apikey, with_devices)
+    if agents.registrations is not None:
+        await agents.registrations.devices_deleted(deleted)
     return web.Response(status=204)
 
 
@@ -149,6 +154,8 @@ async def create_devices(request: web.Request) -> web.Response:
     agents = agents_of(request)
     docs = await agents.registry.create_devices(service, subservice, req.devices)
     await agents.commands.provisioned(docs)
+    if agents.registrations is not None:
+        await agents.registrations.devices_created(docs)
     return web.json_response({}, status=201)
 
 
@@ -171,24 +178,35 @@ async def update_device(request: web.Request) -> web.Response:
     update = parse_model(DeviceUpdate, await json_body(request))
     _check_commands([update])
     agents = agents_of(request)
-    doc = await agents.registry.update_device(service, subservice, request.match_info["deviceId"], update,
-                                              request.query.get("apikey"))
+    device_id, apikey = request.match_info["deviceId"], request.query.get("apikey")
+    before = copy.deepcopy(await agents.registry.get_device(service, subservice, device_id, apikey))
+    doc = await agents.registry.update_device(service, subservice, device_id, update, apikey)
     await agents.commands.provisioned([doc])
+    if agents.registrations is not None:
+        await agents.registrations.device_updated(before, doc)
     return web.Response(status=204)
 
 
 async def delete_device(request: web.Request) -> web.Response:
     service, subservice = fiware_headers(request)
-    await agents_of(request).registry.delete_device(service, subservice, request.match_info["deviceId"],
-                                                    request.query.get("apikey"))
+    agents = agents_of(request)
+    doc = await agents.registry.delete_device(service, subservice, request.match_info["deviceId"],
+                                              request.query.get("apikey"))
+    if agents.registrations is not None:
+        await agents.registrations.devices_deleted([doc])
     return web.Response(status=204)
 
 
 async def delete_many(request: web.Request) -> web.Response:
     service, subservice = fiware_headers(request)
     req = parse_model(DeleteDevicesRequest, await json_body(request))
-    await agents_of(request).registry.delete_devices(service, subservice,
-                                                     [(d.deviceId, d.apikey) for d in req.devices])
+    agents = agents_of(request)
+    deleted, missing = await agents.registry.delete_devices(service, subservice,
+                                                            [(d.deviceId, d.apikey) for d in req.devices])
+    if agents.registrations is not None:
+        await agents.registrations.devices_deleted(deleted)
+    if missing is not None:
+        raise missing
     return web.Response(status=204)
 
 
@@ -268,4 +286,5 @@ def create_north_app(agents: Agents) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/admin/log", get_log_level)
     app.router.add_put("/admin/log", put_log_level)
+    context_provider.add_routes(app)
     return app
