@@ -18,6 +18,7 @@ from agents.command_payload import context_value, serialize
 from tests.agents.conftest import APIKEY, HEADERS, Stack, eventually, open_stack
 from tests.agents.test_commands import TENANT, patch_attr, statuses
 from tests.agents.test_southbound import mqtt_client, value_of
+from tests.conftest import STORES
 from tests.services import Services, free_port
 
 LAMP_ID = "urn:ngsi-ld:Lamp:001"
@@ -214,8 +215,9 @@ def test_payload_serialization_matches_the_lib_table() -> None:
         [22, 2.5, "true", True, "abc", "", None, {"a": 1}]
 
 
-async def test_poll_commands_expire(services: Services, tmp_path: Any) -> None:
-    stack, close = await open_stack("sqlite", services, tmp_path, iota_polling_expiration=400,
+@pytest.mark.parametrize("kind", STORES)
+async def test_poll_commands_expire(services: Services, tmp_path: Any, kind: str) -> None:
+    stack, close = await open_stack(kind, services, tmp_path, iota_polling_expiration=400,
                                     iota_polling_daemon_freq=100)
     try:
         await stack.provision_group("/iot/json")

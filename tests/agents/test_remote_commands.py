@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import pytest
 import pytest_asyncio
 from aiohttp import web
 
@@ -24,7 +25,7 @@ from broker.app import create_app
 from broker.services.events import ChangeEvent
 from tests.agents.conftest import APIKEY, HEADERS, SERVICE, Stack, eventually, open_stack
 from tests.agents.test_southbound import mqtt_client
-from tests.conftest import open_store
+from tests.conftest import STORES, open_store
 from tests.conftest import test_settings as settings_for
 from tests.services import Services, free_port
 
@@ -130,11 +131,13 @@ async def remote(services: Services, tmp_path: Any) -> AsyncIterator[RemoteBroke
             await runner.cleanup()
 
 
-@pytest_asyncio.fixture
-async def agents(remote: RemoteBroker, services: Services, tmp_path: Any) -> AsyncIterator[Stack]:
+@pytest_asyncio.fixture(params=STORES)
+async def agents(request: pytest.FixtureRequest, remote: RemoteBroker, services: Services, tmp_path: Any
+                 ) -> AsyncIterator[Stack]:
+    """The agents (registry on each store in turn) writing to the remote broker."""
     local = tmp_path / "agents"
     local.mkdir()
-    stack, close = await open_stack("sqlite", services, local, iota_cb_url=remote.url)
+    stack, close = await open_stack(request.param, services, local, iota_cb_url=remote.url)
     try:
         yield stack
     finally:
