@@ -379,3 +379,33 @@ async def test_autoprovisioned_and_polling_devices(agents: Stack, remote: Remote
                                   "&device=true", headers=HEADERS)
     assert status == 204
     assert not remote.registrations and len(remote.deleted) == 2
+
+
+async def test_unreachable_broker_for_registrations(agents: Stack, remote: RemoteBroker) -> None:
+    await agents.provision_group("/iot/json")
+    await agents.provision_devices(BELL)
+    [reg] = remote.registrations.values()
+    registrations = agents.runtime.agents.registrations
+    assert registrations is not None
+    registrations.url = f"http://127.0.0.1:{free_port()}/ngsi-ld/v1/csourceRegistrations/"  # nobody listens
+    status, _ = await agents.call("PUT", f"{agents.north}/iot/devices/bell001", headers=HEADERS,
+                                  json={"commands": [{"name": "knock", "type": "command"}]})
+    assert status == 204
+    metrics = agents.runtime.agents.metrics
+    assert metrics.registrations[("unregister", "error")] == 1 and metrics.registrations[("register", "error")] == 1
+    stored = await agents.runtime.agents.registry.get_device(SERVICE, "/", "bell001")
+    assert "registrationId" not in stored and list(remote.registrations) == [reg.id]
+
+
+async def test_forwarded_update_in_process(lite: Stack) -> None:
+    """Without IOTA_CB_URL nothing is registered, but a forwarded update still runs the command."""
+    assert lite.runtime.agents.registrations is None
+    await lite.provision_group("/iot/json")
+    await lite.provision_devices({**BELL, "transport": "HTTP", "polling": True})
+    status, _ = await lite.call("PATCH", f"{lite.north}/ngsi-ld/v1/entities/{BELL_ID}/attrs/ring",
+                                json={"value": "x"}, headers=LD)
+    assert status == 204
+    status, entity = await lite.entity(BELL_ID)
+    assert entity["ring_status"]["value"] == "PENDING"
+    status, body = await lite.call("GET", f"{lite.south}/iot/json?k={APIKEY}&i=bell001&getCmd=1")
+    assert body == {"ring": "x"}
