@@ -4,11 +4,15 @@ In-process the agent needs no csourceRegistration: it listens to the broker's ch
 writes (not its own, ``source != "agent"``) that touch a provisioned command of a known device entity.
 It writes ``<cmd>_status`` PENDING, sends the command, and later OK/ERROR (DELIVERED when a polling device
 fetched it) with ``<cmd>_info`` carrying the result, through the same grouped write path as measures.
+With a remote broker (``IOTA_CB_URL``) the same ``execute`` runs for the updates that broker forwards
+(``agents/context_provider.py``), and the statuses go to that broker. What is sent is built by
+``agents/command_payload.py``. Polling commands older than ``IOTA_POLLING_EXPIRATION`` end as
+ERROR / EXPIRED (``expire_polled``).
 
 At provisioning the device entity is created with its command attributes (value ``""``), static attributes
 and ``<cmd>_status`` UNKNOWN, so ``PATCH .../attrs/<cmd>`` finds them: iotagent-node-lib's
 ``cmdMode: notification`` behaviour, and what users expect (its default creates the entity only at the
-first measure).
+first measure). A remote broker gets no command attributes (its exclusive registration owns them).
 """
 
 from __future__ import annotations
