@@ -37,7 +37,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IOTA_JSON_LD_CONTEXT", "", "@context the agents use for device entities (comma list)"),
     Setting("IOTA_DEFAULT_RESOURCE", "/iot/json", "Default resource for config groups"),
     Setting("IOTA_PROVIDER_URL", "", "URL the remote broker forwards command updates and lazy-attribute "
-            "queries to (csourceRegistration endpoint); empty = http://<HOST or hostname>:<IOTA_NORTH_PORT>"),
+            "queries to (csourceRegistration endpoint); empty = http://HOST:IOTA_NORTH_PORT, with the host name "
+            "when HOST is 0.0.0.0"),
     Setting("IOTA_POLLING_EXPIRATION", 0, "Milliseconds a polling command waits for its device before it "
             "ends as ERROR / EXPIRED; 0 = never"),
     Setting("IOTA_POLLING_DAEMON_FREQ", 1000, "Milliseconds between two sweeps for expired polling commands"),
