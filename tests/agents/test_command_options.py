@@ -16,7 +16,7 @@ from aiohttp import web
 
 from agents.command_payload import context_value, serialize
 from tests.agents.conftest import APIKEY, HEADERS, Stack, eventually, open_stack
-from tests.agents.test_commands import TENANT, patch_attr, statuses
+from tests.agents.test_commands import patch_attr, statuses
 from tests.agents.test_southbound import mqtt_client, value_of
 from tests.conftest import STORES
 from tests.services import Services, free_port
@@ -244,6 +244,3 @@ async def test_poll_commands_expire(services: Services, tmp_path: Any, kind: str
         assert 'iota_commands_total{transport="poll",status="EXPIRED"} 1' in metrics
     finally:
         await close()
-
-
-_ = TENANT
