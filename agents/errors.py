@@ -181,6 +181,34 @@ class EntityGenericError(IotaError):
         super().__init__(f"Error accesing entity data for device: {entity}: {_dump(detail)}")
 
 
+class BadRequest(IotaError):
+    """A forwarded NGSI-LD request whose body is not what the lib's ``updateContextNgsiLD`` template allows."""
+
+    code, status = "BAD_REQUEST", 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Errors found validating request: {detail}")
+
+
+class RegistrationError(IotaError):
+    """The context broker refused (or could not be asked for) a device's csourceRegistration."""
+
+    code, status = "REGISTRATION_ERROR", 500
+
+    def __init__(self, device_id: str, entity_type: str, detail: str = "") -> None:
+        suffix = f": {detail}" if detail else ""
+        super().__init__(f"Error registering context provider for device: {device_id} of type: {entity_type}{suffix}")
+
+
+class UnregistrationError(IotaError):
+    code, status = "UNREGISTRATION_ERROR", 500
+
+    def __init__(self, device_id: str, entity_type: str, detail: str = "") -> None:
+        suffix = f": {detail}" if detail else ""
+        super().__init__(
+            f"Error unregistering context provider for device: {device_id} of type: {entity_type}{suffix}")
+
+
 class PayloadError(IotaError):
     """A southbound payload (UltraLight or IoTA-JSON) that cannot be decoded; the agents log and drop it."""
 

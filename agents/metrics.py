@@ -23,6 +23,7 @@ class AgentMetrics:
         self.rejected: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.commands: Counter[tuple[str, str]] = Counter()
+        self.registrations: Counter[tuple[str, str]] = Counter()
         self.writes = 0
         self.latency_buckets = [0] * len(LATENCY_BUCKETS)
         self.latency_sum = 0.0
@@ -62,6 +63,11 @@ class AgentMetrics:
         for (transport, status) in sorted(self.commands):
             out.append(f'iota_commands_total{{transport="{transport}",status="{status}"}} '
                        f"{self.commands[(transport, status)]}")
+        out.append("# TYPE iota_registrations counter")
+        out.append("# HELP iota_registrations csourceRegistrations sent to the remote broker, by operation and outcome.")
+        for (operation, outcome) in sorted(self.registrations):
+            out.append(f'iota_registrations_total{{operation="{operation}",outcome="{outcome}"}} '
+                       f"{self.registrations[(operation, outcome)]}")
         out.append("# TYPE iota_queue_depth gauge")
         out.append("# HELP iota_queue_depth Measure batches waiting to be written.")
         out.append(f"iota_queue_depth {self.queue_depth()}")

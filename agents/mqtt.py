@@ -32,7 +32,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agents import iotajson, ultralight
-from agents.commands import Commands, is_ultralight
+from agents.command_payload import is_ultralight
+from agents.commands import Commands
 from agents.errors import IotaError, PayloadError
 from agents.metrics import AgentMetrics
 from agents.southbound import JSON, UL, Southbound

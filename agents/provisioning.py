@@ -7,12 +7,15 @@ lower-cased and is the NGSI-LD tenant; ``fiware-servicepath: /*`` lists the whol
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from typing import Any
 
 from aiohttp import web
 
+from agents import context_provider
+from agents.command_payload import check_commands
 from agents.errors import IotaError, MissingConfigParams, MissingHeaders, WrongSyntax
 from agents.metrics import CONTENT_TYPE
 from agents.registry import display_device
@@ -109,6 +112,7 @@ async def create_groups(request: web.Request) -> web.Response:
     if isinstance(body, dict) and _groups_key(request) not in body and ("groups" in body or "services" in body):
         raise WrongSyntax(f"the body must hold '{_groups_key(request)}'")
     req = parse_model(GroupsRequest, body)
+    _check_commands(req.items)
     agents = agents_of(request)
     for g in req.items:
         g.resource = g.resource or agents.settings.iota_default_resource
@@ -126,6 +130,7 @@ async def update_group(request: web.Request) -> web.Response:
     service, subservice = fiware_headers(request)
     resource, apikey = _group_params(request)
     update = parse_model(GroupUpdate, await json_body(request))
+    _check_commands([update])
     await agents_of(request).registry.update_group(service, subservice, resource, apikey, update)
     return web.Response(status=204)
 
@@ -134,7 +139,10 @@ async def delete_group(request: web.Request) -> web.Response:
     service, subservice = fiware_headers(request)
     resource, apikey = _group_params(request)
     with_devices = request.query.get("device", "").lower() == "true"
-    await agents_of(request).registry.delete_group(service, subservice, resource, apikey, with_devices)
+    agents = agents_of(request)
+    deleted = await agents.registry.delete_group(service, subservice, resource, apikey, with_devices)
+    if agents.registrations is not None:
+        await agents.registrations.devices_deleted(deleted)
     return web.Response(status=204)
 
 
@@ -142,9 +150,12 @@ async def delete_group(request: web.Request) -> web.Response:
 async def create_devices(request: web.Request) -> web.Response:
     service, subservice = fiware_headers(request)
     req = parse_model(DevicesRequest, await json_body(request))
+    _check_commands(req.devices)
     agents = agents_of(request)
     docs = await agents.registry.create_devices(service, subservice, req.devices)
     await agents.commands.provisioned(docs)
+    if agents.registrations is not None:
+        await agents.registrations.devices_created(docs)
     return web.json_response({}, status=201)
 
 
@@ -165,26 +176,46 @@ async def get_device(request: web.Request) -> web.Response:
 async def update_device(request: web.Request) -> web.Response:
     service, subservice = fiware_headers(request)
     update = parse_model(DeviceUpdate, await json_body(request))
+    _check_commands([update])
     agents = agents_of(request)
-    doc = await agents.registry.update_device(service, subservice, request.match_info["deviceId"], update,
-                                              request.query.get("apikey"))
+    device_id, apikey = request.match_info["deviceId"], request.query.get("apikey")
+    before = copy.deepcopy(await agents.registry.get_device(service, subservice, device_id, apikey))
+    doc = await agents.registry.update_device(service, subservice, device_id, update, apikey)
     await agents.commands.provisioned([doc])
+    if agents.registrations is not None:
+        await agents.registrations.device_updated(before, doc)
     return web.Response(status=204)
 
 
 async def delete_device(request: web.Request) -> web.Response:
     service, subservice = fiware_headers(request)
-    await agents_of(request).registry.delete_device(service, subservice, request.match_info["deviceId"],
-                                                    request.query.get("apikey"))
+    agents = agents_of(request)
+    doc = await agents.registry.delete_device(service, subservice, request.match_info["deviceId"],
+                                              request.query.get("apikey"))
+    if agents.registrations is not None:
+        await agents.registrations.devices_deleted([doc])
     return web.Response(status=204)
 
 
 async def delete_many(request: web.Request) -> web.Response:
     service, subservice = fiware_headers(request)
     req = parse_model(DeleteDevicesRequest, await json_body(request))
-    await agents_of(request).registry.delete_devices(service, subservice,
-                                                     [(d.deviceId, d.apikey) for d in req.devices])
+    agents = agents_of(request)
+    deleted, missing = await agents.registry.delete_devices(service, subservice,
+                                                            [(d.deviceId, d.apikey) for d in req.devices])
+    if agents.registrations is not None:
+        await agents.registrations.devices_deleted(deleted)
+    if missing is not None:
+        raise missing
     return web.Response(status=204)
+
+
+def _check_commands(items: list[Any]) -> None:
+    """Command expressions, header expressions and payload types are checked before anything is stored."""
+    for item in items:
+        commands = getattr(item, "commands", None)
+        if commands:
+            check_commands([c.to_wire() for c in commands])
 
 
 # ---------------------------------------------------------------------- operations
@@ -255,4 +286,5 @@ def create_north_app(agents: Agents) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/admin/log", get_log_level)
     app.router.add_put("/admin/log", put_log_level)
+    context_provider.add_routes(app)
     return app

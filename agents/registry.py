@@ -90,6 +90,7 @@ class _Cache:
     devices: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     devices_no_key: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     profiles: dict[str, Provisioned] = field(default_factory=dict)
+    by_entity: dict[tuple[str, str], Provisioned] | None = None
 
 
 def _doc_id(doc: dict[str, Any]) -> str:
@@ -111,6 +112,8 @@ class Registry:
         self.timestamp_default = timestamp_default
         self.cache = _Cache()
         self.listeners: list[Callable[[], None]] = []
+        #: called with the document of every device this process autoprovisioned (registrations, command index)
+        self.created_hooks: list[Callable[[dict[str, Any]], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._version: str | None = None
@@ -198,16 +201,20 @@ class Registry:
         await self.changed()
 
     async def delete_group(self, service: str, subservice: str, resource: str, apikey: str,
-                           with_devices: bool = False) -> None:
+                           with_devices: bool = False) -> list[dict[str, Any]]:
+        """Delete a group (and with ``device=true`` its devices); returns the deleted devices."""
         await self._find_group(service, subservice, resource, apikey)
+        deleted = []
         if with_devices:
             for d in await self.store.list_docs(service, DEVICES):
                 if d.get("apikey") == apikey and _matches_subservice(d.get("service_path"), subservice):
-                    await self.store.delete_doc(service, DEVICES, device_key(d["service_path"], d["device_id"],
-                                                                              d.get("apikey")))
+                    if await self.store.delete_doc(service, DEVICES, device_key(d["service_path"], d["device_id"],
+                                                                                 d.get("apikey"))):
+                        deleted.append(d)
         await self.store.delete_doc(service, GROUPS, group_key(resource, apikey))
         await self.store.delete_doc(DEFAULT_TENANT, GROUP_KEYS, group_key(resource, apikey))
         await self.changed()
+        return deleted
 
     # ------------------------------------------------------------------ devices
     async def _group_for(self, service: str, subservice: str, device: Device | dict[str, Any]
@@ -279,17 +286,30 @@ class Registry:
             await self.changed()
         return doc
 
-    async def delete_devices(self, service: str, subservice: str, refs: list[tuple[str, str | None]]) -> None:
-        """``/iot/op/delete``: delete every device found; 404 naming the first missing one afterwards."""
+    async def delete_devices(self, service: str, subservice: str, refs: list[tuple[str, str | None]]
+                             ) -> tuple[list[dict[str, Any]], DeviceNotFound | None]:
+        """``/iot/op/delete``: delete every device found; returns them and the first missing one (the caller
+        answers 404 for it after cleaning up after the others)."""
         missing: DeviceNotFound | None = None
+        deleted = []
         for device_id, apikey in refs:
             try:
-                await self.delete_device(service, subservice, device_id, apikey, refresh=False)
+                deleted.append(await self.delete_device(service, subservice, device_id, apikey, refresh=False))
             except DeviceNotFound as exc:
                 missing = missing or exc
         await self.changed()
-        if missing is not None:
-            raise missing
+        return deleted, missing
+
+    async def save_device(self, doc: dict[str, Any], *, refresh: bool = True) -> None:
+        """Store a changed device document (e.g. its ``registrationId``). Without ``refresh`` only the
+        version is stamped (other processes reload; this one keeps ``doc``, already in its cache)."""
+        await self.store.put_doc(doc["service"], DEVICES,
+                                 device_key(doc.get("service_path", "/"), doc["device_id"], doc.get("apikey")), doc)
+        if refresh:
+            await self.changed()
+        else:
+            self._version = uuid.uuid4().hex
+            await self.store.put_doc(DEFAULT_TENANT, VERSION, "v", {"v": self._version})
 
     # ------------------------------------------------------------------ southbound lookups
     def groups_for(self, apikey: str) -> list[dict[str, Any]]:
@@ -343,26 +363,50 @@ class Registry:
         else:
             self._version = uuid.uuid4().hex  # other processes reload; this one indexes it below
             await self.store.put_doc(DEFAULT_TENANT, VERSION, "v", {"v": self._version})
+            self._index(self.cache, doc)
+            self.cache.by_entity = None
+            for hook in self.created_hooks:
+                hook(doc)
+            return doc
         self._index(self.cache, doc)
+        self.cache.by_entity = None
         return self.cache.devices.get((doc["apikey"], device_id), doc)
+
+    def provisioned_doc(self, doc: dict[str, Any]) -> Provisioned | None:
+        """The profile of a stored device document with its group; None for a device without a type."""
+        group = self.find_group(doc["apikey"], doc.get("resource")) if doc.get("apikey") else None
+        try:
+            return self.provisioned(doc, group)
+        except Exception:  # noqa: BLE001 - a device without a type has no entity yet
+            return None
+
+    def all_provisioned(self) -> list[Provisioned]:
+        out = []
+        for d in [*self.cache.devices.values(), *self.cache.devices_no_key.values()]:
+            p = self.provisioned_doc(d)
+            if p is not None:
+                out.append(p)
+        return out
 
     def command_devices(self) -> list[Provisioned]:
         """Every cached device that has commands (the command dispatcher's index)."""
-        out = []
-        for d in [*self.cache.devices.values(), *self.cache.devices_no_key.values()]:
-            group = self.find_group(d["apikey"], d.get("resource")) if d.get("apikey") else None
-            try:
-                p = self.provisioned(d, group)
-            except Exception:  # noqa: BLE001 - a device without a type has no entity yet
-                continue
-            if p.profile.commands:
-                out.append(p)
-        return out
+        return [p for p in self.all_provisioned() if p.profile.commands]
+
+    def devices_for_entity(self, entity_id: str, tenant: str | None = None) -> list[Provisioned]:
+        """The devices whose entity is ``entity_id`` (in ``tenant``, or in any tenant when None): what a
+        forwarded NGSI-LD request names. The index is rebuilt lazily after every registry change."""
+        cache = self.cache
+        if cache.by_entity is None:
+            cache.by_entity = {(p.tenant, p.entity_id): p for p in self.all_provisioned()}
+        if tenant is not None:
+            hit = cache.by_entity.get((tenant, entity_id))
+            return [hit] if hit is not None else []
+        return [p for (_, eid), p in cache.by_entity.items() if eid == entity_id]
 
 
 def display_device(doc: dict[str, Any]) -> dict[str, Any]:
     """A device as ``GET /iot/devices`` shows it (entity_name defaults to the NGSI-LD id)."""
-    out = {k: v for k, v in doc.items() if k != "autoprovisioned"}
+    out = {k: v for k, v in doc.items() if k not in ("autoprovisioned", "registrationId")}
     if not out.get("entity_name") and out.get("entity_type"):
         out["entity_name"] = ngsi_ld_id(out["device_id"], out["entity_type"])
     return out

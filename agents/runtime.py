@@ -16,6 +16,7 @@ from agents.ingest import Ingestor
 from agents.metrics import AgentMetrics
 from agents.mqtt import MqttTransport
 from agents.provisioning import create_north_app
+from agents.registrations import Registrations
 from agents.registry import Registry
 from agents.southbound import Southbound
 from agents.state import Agents
@@ -51,6 +52,8 @@ class AgentRuntime:
             await a.mqtt.close()
         await a.ingestor.close()
         await a.commands.close()
+        if a.registrations is not None:
+            await a.registrations.close()
         await a.registry.close()
         await a.writer.close()
 
@@ -67,9 +70,24 @@ def build_agents(broker_app: web.Application, settings: Settings) -> Agents:
     registry = Registry(store, default_resource=settings.iota_default_resource)
     ingestor = Ingestor(writer, metrics)
     south = Southbound(registry, ingestor, writer, metrics)
-    commands = Commands(registry, writer, ingestor, store, metrics)
-    return Agents(settings=settings, store=store, registry=registry, metrics=metrics, writer=writer,
-                  ingestor=ingestor, south=south, commands=commands)
+    commands = Commands(registry, writer, ingestor, store, metrics,
+                        polling_expiration=settings.iota_polling_expiration / 1000,
+                        polling_sweep=settings.iota_polling_daemon_freq / 1000)
+    agents = Agents(settings=settings, store=store, registry=registry, metrics=metrics, writer=writer,
+                    ingestor=ingestor, south=south, commands=commands)
+    if isinstance(writer, RemoteWriter):
+        agents.registrations = Registrations(registry, metrics, settings.iota_cb_url, provider_url(settings),
+                                             writer.context)
+    return agents
+
+
+def provider_url(settings: Settings) -> str:
+    """``IOTA_PROVIDER_URL``, else this host's north port (the bind address, or the host name when the
+    agents listen on every interface)."""
+    if settings.iota_provider_url:
+        return settings.iota_provider_url.rstrip("/")
+    host = settings.host if settings.host not in ("", "0.0.0.0", "::") else socket.gethostname()
+    return f"http://{host}:{settings.iota_north_port}"
 
 
 async def start_agents(broker_app: web.Application, settings: Settings, mqtt_url: str | None,
@@ -83,6 +101,8 @@ async def start_agents(broker_app: web.Application, settings: Settings, mqtt_url
     await agents.registry.start()
     await agents.ingestor.start()
     await agents.commands.start()
+    if agents.registrations is not None:
+        await agents.registrations.start()
     broker_app[BUS].subscribe(agents.commands.on_events)
     if mqtt_url:
         agents.mqtt = MqttTransport(mqtt_url, agents.south, agents.commands, agents.metrics,

@@ -18,6 +18,7 @@ from broker.store.base import Store
 if TYPE_CHECKING:
     from agents.commands import Commands
     from agents.mqtt import MqttTransport
+    from agents.registrations import Registrations
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Agents:
     south: Southbound
     commands: Commands
     mqtt: MqttTransport | None = None
+    registrations: Registrations | None = None  # with a remote broker (IOTA_CB_URL) only
     extra: dict[str, Any] = field(default_factory=dict)
 
 

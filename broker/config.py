@@ -36,6 +36,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IOTA_CB_URL", "", "Remote NGSI-LD broker for the agents; empty = write in-process"),
     Setting("IOTA_JSON_LD_CONTEXT", "", "@context the agents use for device entities (comma list)"),
     Setting("IOTA_DEFAULT_RESOURCE", "/iot/json", "Default resource for config groups"),
+    Setting("IOTA_PROVIDER_URL", "", "URL the remote broker forwards command updates and lazy-attribute "
+            "queries to (csourceRegistration endpoint); empty = http://HOST:IOTA_NORTH_PORT, with the host name "
+            "when HOST is 0.0.0.0"),
+    Setting("IOTA_POLLING_EXPIRATION", 0, "Milliseconds a polling command waits for its device before it "
+            "ends as ERROR / EXPIRED; 0 = never"),
+    Setting("IOTA_POLLING_DAEMON_FREQ", 1000, "Milliseconds between two sweeps for expired polling commands"),
     Setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Setting("LOG_FORMAT", "json", "json (structured, one object per line) or text"),
     Setting("MAX_BODY_BYTES", 2 * 1024 * 1024, "Largest request body accepted (413 above)"),
@@ -72,6 +78,9 @@ class Settings(BaseModel):
     iota_cb_url: str = ""
     iota_json_ld_context: str = ""
     iota_default_resource: str = "/iot/json"
+    iota_provider_url: str = ""
+    iota_polling_expiration: int = Field(0, ge=0)
+    iota_polling_daemon_freq: int = Field(1000, gt=0)
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: str = Field("json", pattern=r"^(json|text)$")
     max_body_bytes: int = Field(2 * 1024 * 1024, gt=0)
