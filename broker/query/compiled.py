@@ -150,12 +150,55 @@ def _instance_test(term: Comparison) -> Pred:
     return order_test
 
 
+def _fused_comparison(node: Comparison, test: Pred) -> Callable[[Entity], bool] | None:
+    """``attr OP literal`` on a plain attribute as one closure for the usual entity (one instance
+    holding one scalar): the scan of a query runs this per entity. Anything else takes ``test``."""
+    path, operand, op = node.path, node.operand, node.op
+    if path.subs or path.member is not None or path.keys or not isinstance(operand, Value):
+        return None
+    if op not in _OPS and op != "!=":
+        return None
+    lit = operand.value
+    if operand.kind == "number":
+        kinds: tuple[type, ...] = (int, float)
+    elif operand.kind == "boolean":
+        kinds = (bool,)
+    elif isinstance(lit, str) and normalize_datetime(lit) is None:
+        kinds = (str,)
+    else:
+        return None
+    negate = op == "!="
+    fn = operator.eq if negate else _OPS[op]
+    attr = path.attr
+
+    def comparison(entity: Entity) -> bool:
+        attrs = entity.get("attrs")
+        instances = attrs.get(attr) if type(attrs) is dict else None
+        if type(instances) is list and len(instances) == 1:
+            inst = instances[0]
+            member = _SCALAR_MEMBER.get(inst.get("type")) if type(inst) is dict else None
+            if member is not None:
+                v = inst.get(member, _NOT_SCALAR)
+                tv = type(v)
+                if tv is str or tv is float or tv is int or tv is bool:
+                    hit = tv in kinds and fn(v, lit)
+                    return not hit if negate else hit
+        if type(instances) is not list:
+            return False
+        return any(test(i) for i in instances)
+
+    return comparison
+
+
 @lru_cache(maxsize=4096)
 def compile_q(node: QNode) -> Callable[[Entity], bool]:
     """The entity predicate of a q AST (cached per node: subscriptions and queries share it)."""
     if isinstance(node, Comparison):
         attr = node.path.attr
         test = _instance_test(node)
+        fused = _fused_comparison(node, test)
+        if fused is not None:
+            return fused
 
         def comparison(entity: Entity) -> bool:
             attrs = entity.get("attrs")

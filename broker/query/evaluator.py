@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -301,3 +302,12 @@ def match_entity(query: EntityQuery, entity: Entity) -> bool:
     if query.scope_q is not None and not match_scope(query.scope_q, entity):
         return False
     return query.geo_q is None or match_geo(query.geo_q, entity)
+
+
+def entity_matcher(query: EntityQuery) -> Callable[[Entity], bool]:
+    """``match_entity`` bound to one query, for scans: when q is the only criterion left (the store's
+    type index already holds the type), the compiled q itself, without the per-entity dispatch."""
+    if (query.q is not None and query.ids is None and query.id_pattern is None and query.types is None
+            and query.attrs is None and query.scope_q is None and query.geo_q is None):
+        return compile_q(query.q)
+    return lambda entity: match_entity(query, entity)

@@ -404,7 +404,7 @@ class SqliteStore(Store):
         return best
 
     async def query_entities(self, tenant: str, query: EntityQuery) -> tuple[list[Doc], int | None]:
-        from ..query.evaluator import match_entity
+        from ..query.evaluator import entity_matcher
 
         t = self._tenants.get(tenant)
         if t is None:
@@ -415,12 +415,13 @@ class SqliteStore(Store):
         if query.ids is None and isinstance(query.types, TypeName) and not isinstance(candidates, list):
             check = replace(query, types=None)  # the type index already guarantees the type
         one = sets[0] if sets is not None and len(sets) == 1 else None
+        matches = entity_matcher(check)
         for entity in candidates:
             if sets is not None:
                 eid = entity["id"]
                 if (eid not in one) if one is not None else not any(eid in ids for ids in sets):
                     continue
-            if match_entity(check, entity) and pager.add(entity):
+            if matches(entity) and pager.add(entity):
                 break
         return pager.result()
 
