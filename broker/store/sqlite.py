@@ -9,6 +9,7 @@ a thread hop.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -241,6 +242,9 @@ class SqliteStore(Store):
         self._db: sqlite3.Connection | None = None
         self._tenants: dict[str, _Tenant] = {}
         self._open_batches = 0
+        self._in_tx = False
+        self._commit_handle: asyncio.Handle | None = None
+        self._committed: asyncio.Future[None] | None = None
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
@@ -252,24 +256,58 @@ class SqliteStore(Store):
             yield
             return
         token = _IN_BATCH.set(True)
-        if self._open_batches == 0:
-            self.db.execute("BEGIN")
+        self._begin()
         self._open_batches += 1
         try:
             yield
         finally:
             _IN_BATCH.reset(token)
             self._open_batches -= 1
-            self.db.execute("COMMIT")
-            if self._open_batches:
-                self.db.execute("BEGIN")
+            self._commit()
+
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self.db.execute("BEGIN")
+            self._in_tx = True
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        """Run one write in the open transaction. Outside a batch, the transaction is committed at the
+        next turn of the event loop, with the writes of every request handled in this turn (group
+        commit: one WAL append for many requests); the writer waits for it in ``_durable``."""
+        self._begin()
         cur = self.db.execute(sql, params)
-        if self._open_batches and not _IN_BATCH.get():
-            self.db.execute("COMMIT")
-            self.db.execute("BEGIN")
+        if not _IN_BATCH.get() and self._commit_handle is None:
+            loop = asyncio.get_running_loop()
+            self._committed = loop.create_future()
+            self._commit_handle = loop.call_soon(self._commit)
         return cur
+
+    def _commit(self) -> None:
+        """Commit what is written so far and release the writers waiting for it; an open batch goes
+        on in a new transaction."""
+        if self._commit_handle is not None:
+            self._commit_handle.cancel()
+            self._commit_handle = None
+        waiter, self._committed = self._committed, None
+        try:
+            if self._in_tx:
+                self.db.execute("COMMIT")
+                self._in_tx = False
+            if self._open_batches:
+                self._begin()
+        except sqlite3.Error as exc:
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+                waiter.exception()  # retrieved here too: a writer that went away must not warn
+            raise
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _durable(self) -> None:
+        """Return once this task's writes are committed (inside a batch, its end commits them)."""
+        waiter = self._committed
+        if waiter is not None and not _IN_BATCH.get():
+            await asyncio.shield(waiter)
 
     async def start(self) -> None:
         if self.path != ":memory:":
@@ -289,6 +327,8 @@ class SqliteStore(Store):
 
     async def close(self) -> None:
         if self._db is not None:
+            if self._in_tx:
+                self._commit()
             self._db.close()
             self._db = None
 
@@ -336,6 +376,7 @@ class SqliteStore(Store):
         self._write("INSERT INTO entities VALUES (?, ?, ?, ?)",
                         (tenant, entity["id"], t.seq, orjson.dumps(entity)))
         t.add(entity)
+        await self._durable()
 
     async def get_entity(self, tenant: str, entity_id: str) -> Doc | None:
         t = self._tenants.get(tenant)
@@ -358,6 +399,7 @@ class SqliteStore(Store):
         self._write("UPDATE entities SET doc=? WHERE tenant=? AND id=?",
                         (orjson.dumps(entity), tenant, entity["id"]))
         t.replace(entity)
+        await self._durable()
         return True
 
     async def delete_entity(self, tenant: str, entity_id: str) -> Doc | None:
@@ -365,7 +407,9 @@ class SqliteStore(Store):
         if t is None or entity_id not in t.entities:
             return None
         self._write("DELETE FROM entities WHERE tenant=? AND id=?", (tenant, entity_id))
-        return t.remove(entity_id)
+        old = t.remove(entity_id)
+        await self._durable()
+        return old
 
     def _candidates(self, t: _Tenant, query: EntityQuery | None) -> tuple[Any, list[set[str]] | None]:
         """(entities to examine in query order, id sets one of which each match must be in)."""
@@ -444,11 +488,13 @@ class SqliteStore(Store):
                             (tenant, collection, key, orjson.dumps(doc)))
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists(f"{collection} {key} already exists") from exc
+        await self._durable()
 
     async def put_doc(self, tenant: str, collection: str, key: str, doc: Doc) -> None:
         self._tenant(tenant, create=True)
         self._write("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?)",
                         (tenant, collection, key, orjson.dumps(doc)))
+        await self._durable()
 
     async def get_doc(self, tenant: str, collection: str, key: str) -> Doc | None:
         row = self.db.execute("SELECT doc FROM docs WHERE tenant=? AND coll=? AND key=?",
@@ -457,6 +503,7 @@ class SqliteStore(Store):
 
     async def delete_doc(self, tenant: str, collection: str, key: str) -> bool:
         cur = self._write("DELETE FROM docs WHERE tenant=? AND coll=? AND key=?", (tenant, collection, key))
+        await self._durable()
         return cur.rowcount > 0
 
     async def list_docs(self, tenant: str, collection: str) -> list[Doc]:

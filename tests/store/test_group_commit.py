@@ -1,0 +1,93 @@
+"""The embedded store commits the writes of one event-loop turn together (group commit), and a write
+returns only once it is committed: another connection sees it at once, and a crash cannot lose it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from broker.errors import AlreadyExists
+from broker.store.sqlite import SqliteStore
+
+T0 = "2024-01-01T00:00:00.000Z"
+
+
+def _entity(n: int) -> dict:
+    return {"id": f"urn:ngsi-ld:T:{n}", "type": ["https://example.org/T"], "createdAt": T0, "modifiedAt": T0,
+            "attrs": {}}
+
+
+def _committed_ids(path: Path) -> set[str]:
+    with sqlite3.connect(path) as other:  # a second connection sees committed rows only
+        return {r[0] for r in other.execute("SELECT id FROM entities")}
+
+
+async def test_concurrent_writes_share_a_commit_and_are_durable_on_return(tmp_path: Path) -> None:
+    path = tmp_path / "g.sqlite3"
+    store = SqliteStore(str(path))
+    await store.start()
+    commits: list[str] = []
+    store.db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    try:
+        await asyncio.gather(*(store.create_entity("", _entity(n)) for n in range(20)))
+        assert _committed_ids(path) == {f"urn:ngsi-ld:T:{n}" for n in range(20)}
+        assert 1 <= len(commits) < 20  # 20 writers, far fewer commits
+
+        # a lone write is committed before it returns, too
+        commits.clear()
+        await store.put_doc("", "c", "k", {"a": 1})
+        assert commits == ["COMMIT"]
+        with sqlite3.connect(path) as other:
+            assert other.execute("SELECT count(*) FROM docs WHERE key='k'").fetchone() == (1,)
+
+        # a refused write (duplicate) fails alone; the others of its turn are still committed
+        results = await asyncio.gather(store.create_entity("", _entity(0)), store.create_entity("", _entity(99)),
+                                       return_exceptions=True)
+        assert isinstance(results[0], AlreadyExists) and results[1] is None
+        assert "urn:ngsi-ld:T:99" in _committed_ids(path)
+    finally:
+        await store.close()
+
+
+async def test_batch_and_lone_writes_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite3"
+    store = SqliteStore(str(path))
+    await store.start()
+    try:
+        gate = asyncio.Event()
+
+        async def batch() -> None:
+            async with store.batch():
+                await store.create_entity("", _entity(1))
+                await gate.wait()  # a lone write of another task happens meanwhile
+                await store.create_entity("", _entity(2))
+
+        task = asyncio.create_task(batch())
+        await asyncio.sleep(0)
+        await store.create_entity("", _entity(3))
+        # the lone write did not wait for the batch: it (and what the batch wrote so far) is committed
+        assert {"urn:ngsi-ld:T:1", "urn:ngsi-ld:T:3"} <= _committed_ids(path)
+        gate.set()
+        await task
+        assert _committed_ids(path) == {f"urn:ngsi-ld:T:{n}" for n in (1, 2, 3)}
+    finally:
+        await store.close()
+    reopened = SqliteStore(str(path))
+    await reopened.start()
+    try:
+        assert {e["id"] async for e in reopened.scan_entities("")} == {f"urn:ngsi-ld:T:{n}" for n in (1, 2, 3)}
+    finally:
+        await reopened.close()
+
+
+@pytest.mark.parametrize("n", [1, 50])
+async def test_writes_survive_close_and_reopen(tmp_path: Path, n: int) -> None:
+    path = tmp_path / "c.sqlite3"
+    store = SqliteStore(str(path))
+    await store.start()
+    await asyncio.gather(*(store.create_entity("", _entity(i)) for i in range(n)))
+    await store.close()
+    assert len(_committed_ids(path)) == n
