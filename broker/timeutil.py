@@ -6,15 +6,27 @@ One fixed format keeps stored timestamps comparable as plain strings in both sto
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 _ISO = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
+_last_second: list[Any] = [None, ""]  # (epoch second, its text up to the seconds)
+
+
 def now_iso() -> str:
-    return format_iso(datetime.now(UTC))
+    """The current time as stored; every write asks for it, so the text of the current second is
+    formatted once and only the milliseconds are added per call."""
+    now = time.time()
+    sec = int(now)
+    if _last_second[0] != sec:
+        _last_second[0] = sec
+        _last_second[1] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{_last_second[1]}{int((now - sec) * 1000):03d}Z"
 
 
 def format_iso(dt: datetime) -> str:
