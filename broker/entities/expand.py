@@ -222,14 +222,18 @@ class Expander:
         """Expand one attribute (one instance or a list of datasetId instances)."""
         check_name(name)
         iri = self.tm.expand(name)
-        if isinstance(raw, list) and raw and all(isinstance(x, dict) and _looks_like_instance(x) for x in raw):
+        if type(raw) is dict:
+            inst = self._plain_instance(raw)
+            return iri, [inst if inst is not None else self.general_instance(name, raw)]
+        if isinstance(raw, list) and raw and all(type(x) is dict and _looks_like_instance(x) for x in raw):
             instances = [self.instance(name, x) for x in raw]
-            seen: set[str | None] = set()
-            for inst in instances:
-                ds = inst.get("datasetId")
-                if ds in seen:
-                    raise BadRequestData(f"Attribute {name}: duplicate datasetId {ds!r}")
-                seen.add(ds)
+            if len(instances) > 1:
+                seen: set[str | None] = set()
+                for inst in instances:
+                    ds = inst.get("datasetId")
+                    if ds in seen:
+                        raise BadRequestData(f"Attribute {name}: duplicate datasetId {ds!r}")
+                    seen.add(ds)
             return iri, instances
         return iri, [self.instance(name, raw)]
 
@@ -302,29 +306,37 @@ class Expander:
         inst["modifiedAt"] = self.now
         return inst
 
-    def _plain_instance(self, raw: dict[str, Any]) -> dict[str, Any] | None:
-        """The common instance (a scalar Property, a one-object Relationship or a Point, with at most
-        datasetId, observedAt and unitCode), checked in one pass; None sends anything else to the
-        general path, which gives the same result for these and the errors for everything else.
+    def _plain_instance(self, raw: dict[str, Any], depth: int = 0) -> dict[str, Any] | None:
+        """The common instance — a Property or JsonProperty holding a scalar or a plain JSON value, a
+        one-object Relationship or a Point, with datasetId, observedAt, unitCode and sub-attributes of
+        the same kinds — checked in one pass. None sends anything else to the general path, which
+        gives the same result for these and the errors for everything else.
 
         Expansion runs for every attribute of every write: this keeps it a few dict operations.
         """
         t = raw.get("type")
         member = _PLAIN_MEMBER.get(t)  # type: ignore[arg-type]
-        if member is None or member not in raw:
+        if member is None or member not in raw or depth > 4:
             return None
         v = raw[member]
         tv = type(v)
-        if t == "Property":
-            if tv is str:
-                if v == NGSILD_NULL:
-                    return None
-            elif tv is not int and tv is not float and tv is not bool:
-                return None
-        elif t == "Relationship":
+        if t == "Relationship":
             if tv is not str or v == NGSILD_NULL or not is_uri(v):
                 return None
-        elif not _plain_point(v):
+        elif t == "GeoProperty":
+            if not _plain_point(v):
+                return None
+        elif tv is str:
+            if v == NGSILD_NULL:
+                return None
+        elif tv is dict or tv is list:
+            if (tv is dict and "@none" in v) or (tv is list and NGSILD_NULL in v):
+                return None  # maybe an NGSI-LD Null: the general path decides
+            try:
+                _depth(v)
+            except BadRequestData:
+                return None
+        elif tv is not int and tv is not float and tv is not bool:
             return None
         inst: dict[str, Any] = {"type": t, member: v}
         for key, x in raw.items():
@@ -345,8 +357,24 @@ class Expander:
                 if not is_uri(x):
                     return None
                 inst["datasetId"] = x
-            else:
+            elif key in INSTANCE_MEMBERS or type(x) is not dict:
                 return None
+            else:  # a sub-attribute
+                if key not in _VALID_NAMES:
+                    try:
+                        check_name(key, "sub-attribute")
+                    except BadRequestData:
+                        return None
+                sub = self._plain_instance(x, depth + 1)
+                if sub is None:
+                    return None
+                subs = inst.get("subs")
+                if subs is None:
+                    subs = inst["subs"] = {}
+                sub_iri = self.tm.expand(key)
+                if sub_iri in subs:
+                    return None
+                subs[sub_iri] = sub
         inst["createdAt"] = self.now
         inst["modifiedAt"] = self.now
         return inst
@@ -463,7 +491,7 @@ class Expander:
         out["attrs"] = self.attributes(body)
         return out
 
-_PLAIN_MEMBER = {"Property": "value", "Relationship": "object", "GeoProperty": "value"}
+_PLAIN_MEMBER = {"Property": "value", "Relationship": "object", "GeoProperty": "value", "JsonProperty": "json"}
 
 
 def _plain_point(v: Any) -> bool:

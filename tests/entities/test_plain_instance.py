@@ -71,9 +71,13 @@ def test_the_template_attributes_take_the_shortcut() -> None:
                  "datasetId": "urn:ngsi-ld:Dataset:Bottom"},
                 {"type": "Relationship", "object": "urn:ngsi-ld:Dataset:X"},
                 {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [3.5, 43.4]}},
-                {"type": "Property", "value": "Name of my entity"}):
+                {"type": "Property", "value": "Name of my entity"},
+                {"type": "Property", "value": 8.9, "sandreCode": {"type": "Property", "value": "1311"}},
+                {"type": "JsonProperty", "json": {"addressCountry": "FR", "n": [1, 2]}},
+                {"type": "Property", "value": {"streetAddress": "Rua X", "postalCode": "4000"}}):
         assert x._plain_instance(raw) == x.general_instance("a", raw)
-    for raw in ({"type": "Property", "value": NGSILD_NULL}, {"type": "Property", "value": {"a": 1}},
+    for raw in ({"type": "Property", "value": NGSILD_NULL}, {"type": "Property", "value": {"@none": NGSILD_NULL}},
+                {"type": "Property", "value": 1, "sub": {"type": "Property", "value": NGSILD_NULL}},
                 {"type": "Relationship", "object": NGSILD_NULL}, {"type": "Property", "value": 1, "sub": 2},
                 {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [200, 0]}}):
         assert x._plain_instance(raw) is None
