@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,12 @@ class Settings(BaseModel):
     iota_polling_daemon_freq: int = Field(1000, gt=0)
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: str = Field("json", pattern=r"^(json|text)$")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        """``--log-level warning`` works as well as ``WARNING``."""
+        return value.upper() if isinstance(value, str) else value
     max_body_bytes: int = Field(2 * 1024 * 1024, gt=0)
     default_limit: int = Field(20, gt=0)
     max_limit: int = Field(1000, gt=0)

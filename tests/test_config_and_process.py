@@ -27,6 +27,9 @@ def test_env_and_flags() -> None:
         load_settings(["--port", "not-a-number"], env={})
     with pytest.raises(SystemExit):
         load_settings([], env={"LOG_FORMAT": "xml"})
+    assert load_settings(["--log-level", "warning"], env={}).log_level == "WARNING"
+    with pytest.raises(SystemExit):
+        load_settings([], env={"LOG_LEVEL": "loud"})
 
 
 def test_readme_lists_every_setting() -> None:
