@@ -60,6 +60,10 @@ def _select_lang(lang_map: dict[str, Any], lang: str) -> tuple[Any, str] | None:
     return (first[1], first[0]) if first else None
 
 
+_PLAIN_KINDS = frozenset({"Property", "Relationship", "GeoProperty"})
+_META = ("datasetId", "observedAt", "unitCode")
+
+
 class Renderer:
     """Compacts stored entities for one term map and one set of options."""
 
@@ -114,6 +118,27 @@ class Renderer:
         opts = self.opts
         fmt = opts.format
         attr_type = inst["type"]
+        if fmt == NORMALIZED and not opts.sys_attrs and attr_type in _PLAIN_KINDS and "objectType" not in inst:
+            # the usual instance in the default form: the same members in the same order, without the
+            # per-member checks below (rendering is most of a GET or a query page)
+            member = "object" if attr_type == "Relationship" else "value"
+            out: dict[str, Any] = {"type": attr_type, member: inst.get(member)}
+            for key in _META:
+                if key in inst:
+                    out[key] = inst[key]
+            subs = inst.get("subs")
+            if subs:
+                compact = self.tm.compact
+                for sub_iri, sub in subs.items():
+                    out[compact(sub_iri)] = self.instance(sub)
+            return out
+        return self.general_instance(inst)
+
+    def general_instance(self, inst: dict[str, Any]) -> Any:
+        """Any instance in any form (``instance`` shortcuts the usual one in the normalized form)."""
+        opts = self.opts
+        fmt = opts.format
+        attr_type = inst["type"]
         member = ATTR_TYPES[attr_type]
         value = inst.get(member)
         if member == "vocab":
@@ -129,7 +154,6 @@ class Renderer:
             if member in ("languageMap", "vocab", "json", "valueList", "objectList"):
                 return {member: value}
             return value
-        out: dict[str, Any]
         if lang_pick is not None:
             out = {"type": "Property", "value": lang_pick[0]}
             if lang_pick[1] != "@none":
