@@ -174,18 +174,20 @@ def _fused_comparison(node: Comparison, test: Pred) -> Callable[[Entity], bool] 
     def comparison(entity: Entity) -> bool:
         attrs = entity.get("attrs")
         instances = attrs.get(attr) if type(attrs) is dict else None
-        if type(instances) is list and len(instances) == 1:
-            inst = instances[0]
+        if type(instances) is not list:
+            return False
+        for inst in instances:  # any instance (datasetId) may satisfy the term
             member = _SCALAR_MEMBER.get(inst.get("type")) if type(inst) is dict else None
             if member is not None:
                 v = inst.get(member, _NOT_SCALAR)
                 tv = type(v)
                 if tv is str or tv is float or tv is int or tv is bool:
-                    hit = tv in kinds and fn(v, lit)
-                    return not hit if negate else hit
-        if type(instances) is not list:
-            return False
-        return any(test(i) for i in instances)
+                    if (tv in kinds and fn(v, lit)) != negate:
+                        return True
+                    continue
+            if test(inst):
+                return True
+        return False
 
     return comparison
 
