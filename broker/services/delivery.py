@@ -18,6 +18,7 @@ import random
 import re
 import ssl
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -367,6 +368,12 @@ class Stats:
     lastSuccess: str | None = None  # noqa: N815
     lastFailure: str | None = None  # noqa: N815
 
+    def absorb(self, other: Stats) -> None:
+        self.timesSent += other.timesSent
+        self.timesFailed += other.timesFailed
+        for key in _LAST:
+            setattr(self, key, max(filter(None, (getattr(self, key), getattr(other, key))), default=None))
+
     def merged(self, stored: dict[str, Any] | None) -> dict[str, Any]:
         s = stored or {}
         out: dict[str, Any] = {"timesSent": s.get("timesSent", 0) + self.timesSent,
@@ -402,6 +409,9 @@ class DeliveryService:
         # when each subscription last sent (monotonic): throttling outlives the idle workers
         self.last_sent: dict[tuple[str, str], float] = {}
         self.is_live: IsLive = lambda tenant, sub_id: True
+        # counters are stored per process (one document each, summed when read): no two processes
+        # ever update the same document, so no increment is lost even where updates are not atomic
+        self.instance = uuid.uuid4().hex[:16]
         self._stats_task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -552,33 +562,59 @@ class DeliveryService:
                 log.exception("cannot persist notification counters")
 
     async def flush_stats(self) -> None:
-        """Add the in-memory counters to the stored ones (one read and one write per subscription)."""
+        """Add the in-memory counters to this process's stored share (one ``$inc``/``$max`` each)."""
         pending, self.stats = self.stats, {}
         async with self.store.batch():  # one commit for all subscriptions (SQLite)
             await self._flush_stats(pending)
 
+    def _shard(self, sub_id: str) -> str:
+        return f"{sub_id} {self.instance}"  # a space never occurs in a subscription id (a URI)
+
     async def _flush_stats(self, pending: dict[tuple[str, str], Stats]) -> None:
-        for (tenant, sub_id), s in pending.items():
+        items = list(pending.items())
+        for n, ((tenant, sub_id), s) in enumerate(items):
+            inc = {k: v for k, v in (("timesSent", s.timesSent), ("timesFailed", s.timesFailed)) if v}
+            latest = {k: getattr(s, k) for k in _LAST if getattr(s, k)}
             try:
-                stored = await self.store.get_doc(tenant, STATUS, sub_id)
-                await self.store.put_doc(tenant, STATUS, sub_id, s.merged(stored))
+                await self.store.add_to_doc(tenant, STATUS, self._shard(sub_id), inc,
+                                            {**latest, "key": self._shard(sub_id)})
             except Exception:
-                again = self.stats.setdefault((tenant, sub_id), Stats())
-                again.timesSent += s.timesSent
-                again.timesFailed += s.timesFailed
-                for k in ("lastNotification", "lastSuccess", "lastFailure"):
-                    setattr(again, k, max(filter(None, (getattr(again, k), getattr(s, k))), default=None))
+                for key, left in items[n:]:  # kept for the next flush
+                    self.stats.setdefault(key, Stats()).absorb(left)
                 raise
 
+    async def _stored(self, tenant: str, sub_id: str) -> dict[str, Any]:
+        """The counters of every process (one document each) added up."""
+        docs = await self.store.list_docs(tenant, STATUS, prefix=f"{sub_id} ")
+        legacy = await self.store.get_doc(tenant, STATUS, sub_id)  # written before counters were per process
+        return combine([legacy, *docs] if legacy else docs)
+
     async def status_of(self, tenant: str, sub_id: str) -> dict[str, Any]:
-        stored = await self.store.get_doc(tenant, STATUS, sub_id)
+        stored = await self._stored(tenant, sub_id)
         local = self.stats.get((tenant, sub_id))
-        return local.merged(stored) if local else (stored or {})
+        return local.merged(stored) if local else stored
 
     async def forget(self, tenant: str, sub_id: str) -> None:
         self.stats.pop((tenant, sub_id), None)
         self.last_sent.pop((tenant, sub_id), None)
-        await self.store.delete_doc(tenant, STATUS, sub_id)
+        shards = await self.store.list_docs(tenant, STATUS, prefix=f"{sub_id} ")
+        await self.store.delete_docs(tenant, STATUS, [sub_id, *(d["key"] for d in shards if "key" in d)])
+
+
+_LAST = ("lastNotification", "lastSuccess", "lastFailure")
+
+
+def combine(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counter documents added up: sums of the counts, the latest of each timestamp."""
+    out: dict[str, Any] = {}
+    for d in docs:
+        for key in ("timesSent", "timesFailed"):
+            if d.get(key):
+                out[key] = out.get(key, 0) + d[key]
+        for key in _LAST:
+            if d.get(key) and d[key] > out.get(key, ""):
+                out[key] = d[key]
+    return out
 
 
 def merge_items(items: list[dict[str, Any]]) -> dict[str, Any]:
