@@ -18,10 +18,11 @@ from typing import Any
 
 from ..entities.expand import ATTR_TYPES
 from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, Renderer, RenderOptions
+from ..errors import AlreadyExists
 from ..query.evaluator import match_geo, match_q, match_scope
 from ..query.model import EntityQuery
 from ..store.base import Store
-from ..timeutil import now_iso
+from ..timeutil import now_iso, parse_iso
 from .delivery import DeliveryService
 from .events import ChangeEvent
 from .linked import Linker, join_options, parse_projection, projection_options
@@ -31,11 +32,21 @@ from .subscriptions import Compiled, SubscriptionService
 log = logging.getLogger(__name__)
 
 GEOJSON = "application/geo+json"
+LEASES = "periodic_leases"  # one document per (periodic subscription, period) being served
 MAX_PERIODIC_ENTITIES = 1000
 _PREVIOUS = {"value": "previousValue", "object": "previousObject", "languageMap": "previousLanguageMap",
              "vocab": "previousVocab", "json": "previousJson", "valueList": "previousValueList",
              "objectList": "previousObjectList"}
 _FORMATS = {"normalized": NORMALIZED, "concise": CONCISE, "keyValues": SIMPLIFIED}
+
+
+def period_of(c: Compiled, wall: float) -> int:
+    """Number of whole ``timeInterval`` periods since the subscription was created."""
+    try:
+        anchor = parse_iso(c.doc["createdAt"]).timestamp()
+    except (KeyError, ValueError):
+        anchor = 0.0
+    return int((wall - anchor) // float(c.doc["timeInterval"]))
 
 
 def trigger_fires(c: Compiled, ev: ChangeEvent) -> bool:
@@ -290,7 +301,7 @@ class NotificationService:
         self.delivery = delivery
         self.core_context = core_context
         self.tick = tick
-        self._due: dict[tuple[str, str], float] = {}
+        self._period: dict[tuple[str, str], int] = {}  # last period seen per periodic subscription
         self._periodic_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         delivery.is_live = lambda tenant, sub_id: subscriptions.compiled(tenant, sub_id) is not None
@@ -338,6 +349,10 @@ class NotificationService:
             self.delivery.enqueue(await self.outbox.add(tenant, items))
 
     # ------------------------------------------------------------ periodic subscriptions
+    # Periods are counted on the wall clock from the subscription's creation, the same on every
+    # process. The process that first inserts the period's document in the store (an insert is
+    # atomic on every server, even where conditional updates are not) sends that period's
+    # notification, so several processes on one database notify once per interval in total.
     async def _periodic_loop(self) -> None:
         while True:
             await asyncio.sleep(self.tick)
@@ -347,31 +362,51 @@ class NotificationService:
                 log.exception("periodic scheduling failed")
 
     def _schedule(self) -> None:
-        clock = time.monotonic()
+        wall = time.time()
         now = now_iso()
         live: set[tuple[str, str]] = set()
         for tenant, idx in list(self.subscriptions.indexes.items()):
             for c in idx.periodic():
                 key = (tenant, c.id)
                 live.add(key)
-                interval = float(c.doc["timeInterval"])
-                due = self._due.get(key)
-                if due is None:
-                    self._due[key] = clock + interval
+                period = period_of(c, wall)
+                last = self._period.get(key)
+                self._period[key] = period
+                if last is None or period <= last:  # first sight: the next period is the first one
                     continue
-                if clock < due:
-                    continue
-                self._due[key] = max(due + interval, clock)
                 if c.is_active(now):
-                    task = asyncio.create_task(self._periodic(c))
-                    self._running.add(task)
-                    task.add_done_callback(self._running.discard)
-        for key in list(self._due):
-            if key not in live:
-                del self._due[key]
+                    self._spawn(self._periodic(c, period))
+        for key in list(self._period):
+            if key not in live:  # deleted or no longer periodic: drop its period documents too
+                del self._period[key]
+                self._spawn(self._drop_leases(*key))
 
-    async def _periodic(self, c: Compiled) -> None:
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _drop_leases(self, tenant: str, sub_id: str) -> None:
         try:
+            docs = await self.store.list_docs(tenant, LEASES, prefix=f"{sub_id} ")
+            await self.store.delete_docs(tenant, LEASES, [d["key"] for d in docs if "key" in d])
+        except Exception:  # noqa: BLE001 - a leftover document is harmless
+            log.exception("cannot drop periodic leases", extra={"fields": {"subscription": sub_id}})
+
+    async def _claim(self, c: Compiled, period: int) -> bool:
+        """True when this process is the first to take ``period`` of ``c`` (then it drops older periods)."""
+        try:
+            key = f"{c.id} {period}"
+            await self.store.insert_doc(c.tenant, LEASES, key, {"key": key, "at": now_iso()})
+        except AlreadyExists:
+            return False
+        await self.store.delete_docs(c.tenant, LEASES, [f"{c.id} {period - 1}", f"{c.id} {period - 2}"])
+        return True
+
+    async def _periodic(self, c: Compiled, period: int) -> None:
+        try:
+            if not await self._claim(c, period):
+                return
             found: dict[str, dict[str, Any]] = {}
             for sel in c.selectors:
                 query = EntityQuery(ids=[sel.id] if sel.id else None,
