@@ -16,7 +16,16 @@ from broker.timeutil import parse_iso
 from tests.conftest import close_store, open_store
 from tests.conftest import test_settings as broker_settings
 from tests.subscriptions.receiver import Receiver
-from tests.subscriptions.test_notify_http import JSON, SUBS, create, room, status_when, subscribe, temp, update
+from tests.subscriptions.test_notify_http import (
+    JSON,
+    SUBS,
+    create,
+    room,
+    status_when,
+    subscribe,
+    temp,
+    update,
+)
 
 
 async def _instance(url: str, prefix: str) -> TestClient:
