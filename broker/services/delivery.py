@@ -83,6 +83,22 @@ def wire_headers(item: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
 # ------------------------------------------------------------------------------------- senders
 
 
+def notify_tls_context(ca_file: str = "", insecure: bool = False) -> ssl.SSLContext:
+    """The TLS client context of https:// and mqtts:// notifications: the system's CAs plus
+    ``ca_file`` (a receiver with a private CA), or no verification at all when ``insecure``."""
+    ctx = ssl.create_default_context()
+    if ca_file:
+        try:
+            ctx.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"NOTIFY_CA_FILE {ca_file!r}: {exc}") from None
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+
 class _HttpConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection carrying one request at a time.
 
@@ -181,14 +197,15 @@ class HttpSender:
 
     MAX_IDLE = 64  # idle connections kept per host
 
-    def __init__(self, limit: int = 256) -> None:
+    def __init__(self, limit: int = 256, tls: ssl.SSLContext | None = None) -> None:
         self.limit = limit
+        self.tls = tls or notify_tls_context()
         self.session: aiohttp.ClientSession | None = None
         self.idle: dict[tuple[str, int], list[_HttpConnection]] = {}
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.limit, limit_per_host=0, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(limit=self.limit, limit_per_host=0, ttl_dns_cache=300, ssl=self.tls),
             json_serialize=lambda o: orjson.dumps(o).decode())
 
     async def close(self) -> None:
@@ -294,7 +311,8 @@ class _MqttConnection:
 class MqttSender:
     """One connection per MQTT broker address (and protocol version), reconnected with backoff."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls or notify_tls_context()
         self.connections: dict[tuple[Any, ...], _MqttConnection] = {}
 
     async def close(self) -> None:
@@ -317,8 +335,10 @@ class MqttSender:
             if time.monotonic() < conn.retry_at:
                 raise DeliveryError(f"MQTT broker {key[1]}:{key[2]} unreachable; reconnect backing off")
             scheme, host, port, user, password, version = key
-            tls = aiomqtt.TLSParameters() if scheme == "mqtts" else None
-            client = aiomqtt.Client(host, port, username=user, password=password, tls_params=tls,
+            tls = scheme == "mqtts"
+            client = aiomqtt.Client(host, port, username=user, password=password,
+                                    tls_context=self.tls if tls else None,
+                                    tls_insecure=(not self.tls.check_hostname) if tls else None,
                                     protocol=aiomqtt.ProtocolVersion.V5 if version == "mqtt5.0"
                                     else aiomqtt.ProtocolVersion.V311, timeout=timeout)
             try:
@@ -391,7 +411,8 @@ IsLive = Callable[[str, str], bool]
 class DeliveryService:
     def __init__(self, store: Store, outbox: Outbox, *, timeout: float = 10.0, max_attempts: int = 8,
                  retry_base: float = 0.5, retry_cap: float = 30.0, max_queue: int = 1000,
-                 concurrency: int = 256, stats_interval: float = 1.0, core_context: str = "") -> None:
+                 concurrency: int = 256, stats_interval: float = 1.0, core_context: str = "",
+                 tls: ssl.SSLContext | None = None) -> None:
         self.store = store
         self.outbox = outbox
         self.timeout = timeout
@@ -401,8 +422,8 @@ class DeliveryService:
         self.max_queue = max_queue
         self.stats_interval = stats_interval
         self.core_context = core_context
-        self.http = HttpSender(concurrency)
-        self.mqtt = MqttSender()
+        self.http = HttpSender(concurrency, tls)
+        self.mqtt = MqttSender(tls)
         self.slots = asyncio.Semaphore(concurrency)
         self.workers: dict[tuple[str, str], _Worker] = {}
         self.stats: dict[tuple[str, str], Stats] = {}
