@@ -6,15 +6,27 @@ One fixed format keeps stored timestamps comparable as plain strings in both sto
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 _ISO = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
+_SECOND: list[Any] = [-1, ""]  # the last whole second formatted, and its text up to the "."
+
+
 def now_iso() -> str:
-    return format_iso(datetime.now(UTC))
+    """The current time in the stored form; the date and time of day are formatted once a second
+    (``strftime`` per call was a visible cost at thousands of writes and notifications a second)."""
+    t = time.time()
+    second = int(t)
+    if second != _SECOND[0]:
+        _SECOND[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        _SECOND[0] = second
+    return f"{_SECOND[1]}{int((t - second) * 1000):03d}Z"
 
 
 def format_iso(dt: datetime) -> str:
