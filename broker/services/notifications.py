@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -93,6 +94,13 @@ NULL = "urn:ngsi-ld:null"
 
 
 def _render_options(c: Compiled) -> RenderOptions:
+    opts = c.memo.get("opts")
+    if opts is None:
+        opts = c.memo["opts"] = _make_render_options(c)
+    return opts  # type: ignore[no-any-return]
+
+
+def _make_render_options(c: Compiled) -> RenderOptions:
     n = c.doc["notification"]
     attrs = frozenset(n["attributes"]) if n.get("attributes") else None
     datasets = frozenset(c.doc["datasetId"]) if c.doc.get("datasetId") else None
@@ -238,6 +246,13 @@ def _render_entity(c: Compiled, entity: dict[str, Any], ev: ChangeEvent | None, 
 
 def render_key(c: Compiled) -> tuple[Any, ...]:
     """What a notification's data depends on besides the change: subscriptions sharing it share one rendering."""
+    key = c.memo.get("key")
+    if key is None:
+        key = c.memo["key"] = (_make_render_key(c), needs_linker(c))
+    return key  # type: ignore[no-any-return]
+
+
+def _make_render_key(c: Compiled) -> tuple[Any, ...]:
     n = c.doc["notification"]
     return (id(c.notify_tm), n.get("format"), n.get("sysAttrs"), n.get("showChanges"), str(n.get("pick")),
             str(n.get("omit")), n.get("join"), n.get("joinLevel"),
@@ -278,6 +293,17 @@ def render_data(c: Compiled, entities: list[dict[str, Any]], ev: ChangeEvent | N
     return data
 
 
+_ID_PREFIX = "urn:ngsi-ld:Notification:" + "-".join(
+    (r := uuid.uuid4().hex)[i:j] for i, j in ((0, 8), (8, 12), (12, 16), (16, 20))) + "-"
+_ID_COUNTER = itertools.count()
+
+
+def notification_id() -> str:
+    """A unique notification id, UUID-shaped: random per process, then a counter (``uuid4`` per
+    notification cost more than the rest of building it)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+
+
 def notification_item(c: Compiled, data: Any, now: str, core_context: str) -> dict[str, Any]:
     """One pending notification, complete enough to be sent after a restart without the entity."""
     doc = c.doc
@@ -287,7 +313,7 @@ def notification_item(c: Compiled, data: Any, now: str, core_context: str) -> di
         "endpoint": doc["notification"]["endpoint"],
         "context": doc.get("jsonldContext") or doc.get("@context") or core_context,
         "throttling": doc.get("throttling"),
-        "notification": {"id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}", "type": "Notification",
+        "notification": {"id": notification_id(), "type": "Notification",
                          "subscriptionId": doc["id"], "notifiedAt": now, "data": data},
     }
 
@@ -343,7 +369,7 @@ class NotificationService:
                     data = rendered.get(key)
                     if data is None:
                         data = rendered[key] = (await render_linked(self.store, c, [entity], ev, now)
-                                                if needs_linker(c) else render_data(c, [entity], ev, now))
+                                                if key[1] else render_data(c, [entity], ev, now))
                     by_tenant.setdefault(ev.tenant, []).append(notification_item(c, data, now, self.core_context))
         for tenant, items in by_tenant.items():
             self.delivery.enqueue(await self.outbox.add(tenant, items))

@@ -11,6 +11,7 @@ notification ``id``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 OUTBOX = "outbox"
 CHUNK = 200
+_PROCESS = uuid.uuid4().hex[:8]
+_COUNTER = itertools.count()
 
 
 @dataclass(slots=True, frozen=True)
@@ -57,7 +60,7 @@ class Outbox:
         out: list[tuple[Ref, dict[str, Any]]] = []
         for start in range(0, len(items), CHUNK):
             chunk = items[start:start + CHUNK]
-            key = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
+            key = f"{time.time_ns():020d}-{_PROCESS}{next(_COUNTER):08x}"  # oldest first; unique across processes
             await self.store.put_doc(tenant, OUTBOX, key, {"key": key, "items": chunk})
             self._remaining[(tenant, key)] = len(chunk)
             out.extend((Ref(tenant, key, i), item) for i, item in enumerate(chunk))
@@ -117,12 +120,16 @@ class Outbox:
             await asyncio.sleep(self.flush_interval)
 
     async def _flush(self) -> None:
-        """Delete the finished documents, in one commit where the store can (SQLite: one, not N)."""
+        """Delete the finished documents: one statement per tenant and pass, not one per document."""
         finished, self._finished = self._finished, []
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, key in finished:
+            by_tenant.setdefault(tenant, []).append(key)
+        pending = list(by_tenant.items())
         async with self.store.batch():
-            for n, (tenant, key) in enumerate(finished):
+            for n, (tenant, keys) in enumerate(pending):
                 try:
-                    await self.store.delete_doc(tenant, OUTBOX, key)
-                except Exception:
-                    self._finished.extend(finished[n:])
+                    await self.store.delete_docs(tenant, OUTBOX, keys)
+                except Exception:  # this tenant's and the rest: tried again on the next pass
+                    self._finished.extend((t, k) for t, ks in pending[n:] for k in ks)
                     raise
