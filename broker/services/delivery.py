@@ -15,7 +15,6 @@ import contextlib
 import functools
 import logging
 import random
-import re
 import ssl
 import time
 import uuid
@@ -39,7 +38,6 @@ STATUS = "subscription_status"
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 JSONLD = "application/ld+json"
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
-_BAD_HEADER = re.compile(r"[\r\n]")
 
 
 class DeliveryError(Exception):
@@ -60,19 +58,19 @@ def link_url(context: Any, default: str) -> str:
     return context if isinstance(context, str) else default
 
 
-def wire_headers(item: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+def wire_headers(item: dict[str, Any], core_context: str = "") -> tuple[dict[str, str], dict[str, Any]]:
     """Headers and body of a notification as the endpoint's ``accept`` asks for."""
     endpoint = item["endpoint"]
     accept = endpoint.get("accept", "application/json")
-    body = dict(item["notification"])
+    body = item["notification"]
     headers = {"Content-Type": accept}
     context = item.get("context")
     if accept == JSONLD:
-        body["@context"] = context
+        body = {**body, "@context": context}
         if isinstance(body.get("data"), list):  # each entity is a JSON-LD document of its own (5.8.6)
             body["data"] = [{**e, "@context": context} for e in body["data"]]
     else:
-        url = link_url(context, item.get("core_context") or "")
+        url = link_url(context, core_context)
         headers["Link"] = f'<{url}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
     if item["tenant"] != DEFAULT_TENANT:
         headers["NGSILD-Tenant"] = item["tenant"]
@@ -192,6 +190,11 @@ class _HttpConnection(asyncio.Protocol):
         return status
 
 
+def _expire(waiter: asyncio.Future[int]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no response in time"))
+
+
 class HttpSender:
     """POSTs notifications: keep-alive connections pooled per host for http, aiohttp for the rest."""
 
@@ -251,14 +254,13 @@ class HttpSender:
         host, port, start = self._target(uri)
         head = [start, f"Content-Length: {len(body)}"]
         for name, value in headers.items():
-            if _BAD_HEADER.search(name) or _BAD_HEADER.search(value):
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
                 raise DeliveryError(f"header {name!r} has a line break")
             head.append(f"{name}: {value}")
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1", "replace") + body
         key = (host, port)
         try:
-            async with asyncio.timeout(timeout):
-                status = await self._exchange(key, request)
+            status = await self._exchange(key, request, timeout)
         except DeliveryError:
             raise
         except (TimeoutError, OSError, ValueError) as exc:
@@ -266,31 +268,38 @@ class HttpSender:
         if not 200 <= status < 300:
             raise DeliveryError(f"HTTP {status} from {uri}")
 
-    async def _exchange(self, key: tuple[str, int], request: bytes) -> int:
-        """Send on an idle connection (once more on a fresh one if the server had closed it)."""
+    async def _exchange(self, key: tuple[str, int], request: bytes, timeout: float) -> int:
+        """Send on an idle connection (once more on a fresh one if the server had closed it);
+        the whole exchange, connecting included, within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         idle = self.idle.setdefault(key, [])
         while idle:
             conn = idle.pop()
             if conn.closed:
                 continue
             try:
-                return await self._roundtrip(key, conn, request)
+                return await self._roundtrip(key, conn, request, deadline)
             except ConnectionResetError:
                 continue  # closed by the server while idle: nothing was processed, retry
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_HttpConnection, key[0], key[1])
-        return await self._roundtrip(key, conn, request)
+        async with asyncio.timeout_at(deadline):
+            _, conn = await loop.create_connection(_HttpConnection, key[0], key[1])
+        return await self._roundtrip(key, conn, request, deadline)
 
-    async def _roundtrip(self, key: tuple[str, int], conn: _HttpConnection, request: bytes) -> int:
+    async def _roundtrip(self, key: tuple[str, int], conn: _HttpConnection, request: bytes, deadline: float) -> int:
         assert conn.transport is not None
-        conn.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = conn.waiter = loop.create_future()
+        # a timer on the response future instead of asyncio.timeout: one handle, no task bookkeeping
+        timer = loop.call_at(deadline, _expire, waiter)
         try:
             conn.transport.write(request)
-            status = await conn.waiter
+            status = await waiter
         except BaseException:
             conn.transport.close()
             raise
         finally:
+            timer.cancel()
             conn.waiter = None
         idle = self.idle[key]
         if conn.keep_alive and not conn.closed and len(idle) < self.MAX_IDLE:
@@ -551,7 +560,7 @@ class DeliveryService:
         timeout = self.timeout
         if endpoint.get("timeout"):
             timeout = min(timeout, endpoint["timeout"] / 1000)
-        headers, body = wire_headers({**item, "core_context": self.core_context})
+        headers, body = wire_headers(item, self.core_context)
         if uri[:4].lower() == "mqtt":
             payload = orjson.dumps({"metadata": headers, "body": body})
             await self.mqtt.send(uri, _pairs(endpoint.get("notifierInfo")), payload, timeout)
