@@ -136,7 +136,7 @@ async def setup(session: aiohttp.ClientSession, broker: Broker, hook: Webhook, s
         async with session.post(f"{broker.base}/entityOperations/upsert", json=batch[start:start + 500]) as r:
             assert r.status in (201, 204), await r.text()
     endpoint = {"uri": f"http://127.0.0.1:{hook.port}/notify"}
-    for i in range(subs if subs > 1 else fanout):
+    for i in range(subs if subs != 1 else fanout):  # 0: none (the update path alone, for comparison)
         selector = {"type": "Room"} if subs == 1 else {"type": "Room", "id": f"urn:ngsi-ld:Room:{i}"}
         body = {"type": "Subscription", "entities": [selector], "watchedAttributes": ["seq"],
                 "notification": {"endpoint": endpoint, "attributes": ["seq"], "format": "normalized"}}
@@ -146,7 +146,7 @@ async def setup(session: aiohttp.ClientSession, broker: Broker, hook: Webhook, s
 
 
 async def drive(session: aiohttp.ClientSession, broker: Broker, hook: Webhook, entities: int, rate: float,
-                seconds: float) -> dict[str, Any]:
+                seconds: float, expect: bool = True) -> dict[str, Any]:
     """Open-loop updates at ``rate``/s for ``seconds``; then wait (bounded) for the stragglers."""
     total = int(rate * seconds)
     errors = 0
@@ -176,7 +176,7 @@ async def drive(session: aiohttp.ClientSession, broker: Broker, hook: Webhook, e
     send_secs = time.perf_counter() - start
     if tasks:
         await asyncio.wait(tasks, timeout=30)
-    deadline = time.perf_counter() + 15
+    deadline = time.perf_counter() + (15 if expect else 0.5)
     while len(hook.latency) < total and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
     lat = list(hook.latency.values())
@@ -231,13 +231,14 @@ async def scenario(tmp: str, subs: int, rate: float, seconds: float, profile: st
             if cprofile:
                 broker.proc.send_signal(signal.SIGUSR1)
             cpu, own, wall = cpu_seconds(broker.proc.pid), time.process_time(), time.perf_counter()
-            result = await drive(session, broker, hook, entities, rate, seconds)
+            result = await drive(session, broker, hook, entities, rate, seconds, expect=subs > 0)
             if cprofile:
                 broker.proc.send_signal(signal.SIGUSR2)
                 await asyncio.sleep(1.0)
             used = cpu_seconds(broker.proc.pid) - cpu
             wall = time.perf_counter() - wall
             result["cpu_ms"] = used * 1000 / max(1, result["received"])
+            result["cpu_ms_update"] = used * 1000 / max(1, result["updates"])
             result["broker_cores"] = used / wall
             result["harness_cores"] = (time.process_time() - own) / wall
             return result
@@ -276,22 +277,28 @@ async def main() -> None:
                         help="profile the broker's measured phase with cProfile on a CPU-time clock "
                              "(bench/cprofile_run.py); stats in PREFIX-<rate>-<subs>.prof")
     parser.add_argument("--no-throughput", action="store_true", help="latency phases only")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also run each rate with no subscription: the update path's own CPU, to subtract")
     args = parser.parse_args()
     matrix = [(100, 100), (1000, 100)] if args.quick else [
         (r, s) for r in (100, 1000) for s in (1, 100, 1000)]
+    if args.baseline:
+        matrix = [row for rate, subs in matrix for row in ((rate, subs), (rate, 0))]
+        matrix = list(dict.fromkeys(matrix))
     with tempfile.TemporaryDirectory(prefix="bench-notify-") as tmp:
         os.sched_setaffinity(0, {1}) if pin(1) else None
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print("| updates/s | subscriptions | sent | achieved/s | received | missing | p50 ms | p95 ms | p99 ms "
-              "| max ms | broker CPU ms/notification | broker cores | harness cores |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "| max ms | broker CPU ms/notification | broker CPU ms/update | broker cores | harness cores |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for rate, subs in matrix:
             prof = f"{args.profile}-{rate}-{subs}.txt" if args.profile else None
             cprof = f"{args.cprofile}-{rate}-{subs}.prof" if args.cprofile else None
             r = await scenario(tmp, subs, rate, args.seconds, prof, cprof)
             print(f"| {rate} | {subs} | {r['updates']} | {r['achieved_rate']:.0f} | {r['received']} | "
                   f"{r['missing']} | {fmt(r['p50'])} | {fmt(r['p95'])} | {fmt(r['p99'])} | {fmt(r['max'])} | "
-                  f"{r['cpu_ms']:.2f} | {r['broker_cores']:.2f} | {r['harness_cores']:.2f} |",
+                  f"{r['cpu_ms']:.2f} | {r['cpu_ms_update']:.2f} | {r['broker_cores']:.2f} | "
+                  f"{r['harness_cores']:.2f} |",
                   flush=True)
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         if args.no_throughput:
