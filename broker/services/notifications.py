@@ -33,7 +33,7 @@ from .subscriptions import Compiled, SubscriptionService
 log = logging.getLogger(__name__)
 
 GEOJSON = "application/geo+json"
-LEASES = "periodic_leases"  # one document per (periodic subscription, period) being served
+LEASES = "periodic_leases"  # one document per (periodic subscription, interval, period) being served
 MAX_PERIODIC_ENTITIES = 1000
 _PREVIOUS = {"value": "previousValue", "object": "previousObject", "languageMap": "previousLanguageMap",
              "vocab": "previousVocab", "json": "previousJson", "valueList": "previousValueList",
@@ -327,7 +327,7 @@ class NotificationService:
         self.delivery = delivery
         self.core_context = core_context
         self.tick = tick
-        self._period: dict[tuple[str, str], int] = {}  # last period seen per periodic subscription
+        self._period: dict[tuple[str, str], tuple[Any, int]] = {}  # (interval, last period seen) per subscription
         self._periodic_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         delivery.is_live = lambda tenant, sub_id: subscriptions.compiled(tenant, sub_id) is not None
@@ -396,10 +396,11 @@ class NotificationService:
                 key = (tenant, c.id)
                 live.add(key)
                 period = period_of(c, wall)
+                mark = (c.doc["timeInterval"], c.doc.get("createdAt"))
                 last = self._period.get(key)
-                self._period[key] = period
-                if last is None or period <= last:  # first sight: the next period is the first one
-                    continue
+                self._period[key] = (mark, period)
+                if last is None or last[0] != mark or period <= last[1]:
+                    continue  # first sight (or a new interval): the next period is the first one
                 if c.is_active(now):
                     self._spawn(self._periodic(c, period))
         for key in list(self._period):
@@ -421,12 +422,13 @@ class NotificationService:
 
     async def _claim(self, c: Compiled, period: int) -> bool:
         """True when this process is the first to take ``period`` of ``c`` (then it drops older periods)."""
+        base = f"{c.id} {c.doc['timeInterval']} "  # periods of another interval never collide
         try:
-            key = f"{c.id} {period}"
+            key = f"{base}{period}"
             await self.store.insert_doc(c.tenant, LEASES, key, {"key": key, "at": now_iso()})
         except AlreadyExists:
             return False
-        await self.store.delete_docs(c.tenant, LEASES, [f"{c.id} {period - 1}", f"{c.id} {period - 2}"])
+        await self.store.delete_docs(c.tenant, LEASES, [f"{base}{period - 1}", f"{base}{period - 2}"])
         return True
 
     async def _periodic(self, c: Compiled, period: int) -> None:
