@@ -237,7 +237,7 @@ async def scenario(tmp: str, subs: int, rate: float, seconds: float, profile: st
                 await asyncio.sleep(1.0)
             used = cpu_seconds(broker.proc.pid) - cpu
             wall = time.perf_counter() - wall
-            result["cpu_ms"] = used * 1000 / max(1, result["received"])
+            result["cpu_ms"] = used * 1000 / result["received"] if result["received"] else None
             result["cpu_ms_update"] = used * 1000 / max(1, result["updates"])
             result["broker_cores"] = used / wall
             result["harness_cores"] = (time.process_time() - own) / wall
@@ -265,6 +265,10 @@ async def max_scenario(tmp: str, fanout: int, seconds: float) -> dict[str, Any]:
 
 def fmt(v: Any) -> str:
     return "n/a" if v is None else f"{v:.1f}"
+
+
+def fmt2(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
 
 
 async def main() -> None:
@@ -297,7 +301,7 @@ async def main() -> None:
             r = await scenario(tmp, subs, rate, args.seconds, prof, cprof)
             print(f"| {rate} | {subs} | {r['updates']} | {r['achieved_rate']:.0f} | {r['received']} | "
                   f"{r['missing']} | {fmt(r['p50'])} | {fmt(r['p95'])} | {fmt(r['p99'])} | {fmt(r['max'])} | "
-                  f"{r['cpu_ms']:.2f} | {r['cpu_ms_update']:.2f} | {r['broker_cores']:.2f} | "
+                  f"{fmt2(r['cpu_ms'])} | {r['cpu_ms_update']:.2f} | {r['broker_cores']:.2f} | "
                   f"{r['harness_cores']:.2f} |",
                   flush=True)
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
