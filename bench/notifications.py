@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -94,18 +95,21 @@ def pct(values: list[float], p: float) -> float:
 
 
 class Broker:
-    def __init__(self, tmp: str, profile: str | None = None) -> None:
+    def __init__(self, tmp: str, profile: str | None = None, cprofile: str | None = None) -> None:
         self.port = free_port()
         self.tmp = tmp
         self.profile = profile  # write a pyinstrument profile of the broker process here
+        self.cprofile = cprofile  # or cProfile stats (CPU-time clock) here
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         db = Path(self.tmp) / f"bench-{self.port}.sqlite3"
         prof = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o", self.profile] if self.profile else []
-        cmd = [*pin(0), sys.executable, *prof, "-m", "broker", "--host", "127.0.0.1", "--port", str(self.port),
+        entry = [str(ROOT / "bench" / "cprofile_run.py")] if self.cprofile else ["-m", "broker"]
+        env = {**os.environ, "CPROF_OUT": self.cprofile} if self.cprofile else None
+        cmd = [*pin(0), sys.executable, *prof, *entry, "--host", "127.0.0.1", "--port", str(self.port),
                "--agents", "false", "--mqtt-url", "off", "--sqlite-path", str(db), "--log-level", "WARNING"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
@@ -116,7 +120,7 @@ class Broker:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(timeout=120 if self.profile else 20)
+            self.proc.wait(timeout=120 if self.profile or self.cprofile else 20)
 
     @property
     def base(self) -> str:
@@ -132,7 +136,7 @@ async def setup(session: aiohttp.ClientSession, broker: Broker, hook: Webhook, s
         async with session.post(f"{broker.base}/entityOperations/upsert", json=batch[start:start + 500]) as r:
             assert r.status in (201, 204), await r.text()
     endpoint = {"uri": f"http://127.0.0.1:{hook.port}/notify"}
-    for i in range(subs if subs > 1 else fanout):
+    for i in range(subs if subs != 1 else fanout):  # 0: none (the update path alone, for comparison)
         selector = {"type": "Room"} if subs == 1 else {"type": "Room", "id": f"urn:ngsi-ld:Room:{i}"}
         body = {"type": "Subscription", "entities": [selector], "watchedAttributes": ["seq"],
                 "notification": {"endpoint": endpoint, "attributes": ["seq"], "format": "normalized"}}
@@ -142,7 +146,7 @@ async def setup(session: aiohttp.ClientSession, broker: Broker, hook: Webhook, s
 
 
 async def drive(session: aiohttp.ClientSession, broker: Broker, hook: Webhook, entities: int, rate: float,
-                seconds: float) -> dict[str, Any]:
+                seconds: float, expect: bool = True) -> dict[str, Any]:
     """Open-loop updates at ``rate``/s for ``seconds``; then wait (bounded) for the stragglers."""
     total = int(rate * seconds)
     errors = 0
@@ -172,7 +176,7 @@ async def drive(session: aiohttp.ClientSession, broker: Broker, hook: Webhook, e
     send_secs = time.perf_counter() - start
     if tasks:
         await asyncio.wait(tasks, timeout=30)
-    deadline = time.perf_counter() + 15
+    deadline = time.perf_counter() + (15 if expect else 0.5)
     while len(hook.latency) < total and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
     lat = list(hook.latency.values())
@@ -210,8 +214,9 @@ async def throughput(session: aiohttp.ClientSession, broker: Broker, hook: Webho
             "seconds": round(elapsed, 2), "notifications_per_s": round(hook.received / elapsed)}
 
 
-async def scenario(tmp: str, subs: int, rate: float, seconds: float, profile: str | None = None) -> dict[str, Any]:
-    broker = Broker(tmp, profile)
+async def scenario(tmp: str, subs: int, rate: float, seconds: float, profile: str | None = None,
+                   cprofile: str | None = None) -> dict[str, Any]:
+    broker = Broker(tmp, profile, cprofile)
     hook = Webhook()
     await hook.start()
     broker.start()
@@ -223,9 +228,19 @@ async def scenario(tmp: str, subs: int, rate: float, seconds: float, profile: st
             hook.received = 0
             hook.ids.clear()
             assert broker.proc is not None
-            cpu = cpu_seconds(broker.proc.pid)
-            result = await drive(session, broker, hook, entities, rate, seconds)
-            result["cpu_ms"] = (cpu_seconds(broker.proc.pid) - cpu) * 1000 / max(1, result["received"])
+            if cprofile:
+                broker.proc.send_signal(signal.SIGUSR1)
+            cpu, own, wall = cpu_seconds(broker.proc.pid), time.process_time(), time.perf_counter()
+            result = await drive(session, broker, hook, entities, rate, seconds, expect=subs > 0)
+            if cprofile:
+                broker.proc.send_signal(signal.SIGUSR2)
+                await asyncio.sleep(1.0)
+            used = cpu_seconds(broker.proc.pid) - cpu
+            wall = time.perf_counter() - wall
+            result["cpu_ms"] = used * 1000 / result["received"] if result["received"] else None
+            result["cpu_ms_update"] = used * 1000 / max(1, result["updates"])
+            result["broker_cores"] = used / wall
+            result["harness_cores"] = (time.process_time() - own) / wall
             return result
     finally:
         broker.stop()
@@ -252,28 +267,42 @@ def fmt(v: Any) -> str:
     return "n/a" if v is None else f"{v:.1f}"
 
 
+def fmt2(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--profile", metavar="PREFIX",
                         help="profile the broker with pyinstrument; one text report per phase, PREFIX-<rate>-<subs>.txt")
+    parser.add_argument("--cprofile", metavar="PREFIX",
+                        help="profile the broker's measured phase with cProfile on a CPU-time clock "
+                             "(bench/cprofile_run.py); stats in PREFIX-<rate>-<subs>.prof")
     parser.add_argument("--no-throughput", action="store_true", help="latency phases only")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also run each rate with no subscription: the update path's own CPU, to subtract")
     args = parser.parse_args()
     matrix = [(100, 100), (1000, 100)] if args.quick else [
         (r, s) for r in (100, 1000) for s in (1, 100, 1000)]
+    if args.baseline:
+        matrix = [row for rate, subs in matrix for row in ((rate, subs), (rate, 0))]
+        matrix = list(dict.fromkeys(matrix))
     with tempfile.TemporaryDirectory(prefix="bench-notify-") as tmp:
         os.sched_setaffinity(0, {1}) if pin(1) else None
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print("| updates/s | subscriptions | sent | achieved/s | received | missing | p50 ms | p95 ms | p99 ms "
-              "| max ms | broker CPU ms/notification |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "| max ms | broker CPU ms/notification | broker CPU ms/update | broker cores | harness cores |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for rate, subs in matrix:
             prof = f"{args.profile}-{rate}-{subs}.txt" if args.profile else None
-            r = await scenario(tmp, subs, rate, args.seconds, prof)
+            cprof = f"{args.cprofile}-{rate}-{subs}.prof" if args.cprofile else None
+            r = await scenario(tmp, subs, rate, args.seconds, prof, cprof)
             print(f"| {rate} | {subs} | {r['updates']} | {r['achieved_rate']:.0f} | {r['received']} | "
                   f"{r['missing']} | {fmt(r['p50'])} | {fmt(r['p95'])} | {fmt(r['p99'])} | {fmt(r['max'])} | "
-                  f"{r['cpu_ms']:.2f} |",
+                  f"{fmt2(r['cpu_ms'])} | {r['cpu_ms_update']:.2f} | {r['broker_cores']:.2f} | "
+                  f"{r['harness_cores']:.2f} |",
                   flush=True)
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         if args.no_throughput:

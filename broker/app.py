@@ -34,7 +34,7 @@ from .config import Settings
 from .jsonld.resolver import ContextResolver
 from .services.batch import BatchService
 from .services.contexts import StoreContextPersistence
-from .services.delivery import DeliveryService
+from .services.delivery import DeliveryService, notify_tls_context
 from .services.discovery import DiscoveryService
 from .services.entities import EntityService
 from .services.events import EventBus
@@ -82,7 +82,8 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[SUBSCRIPTIONS] = SubscriptionService(store, resolver, settings.subscription_sync_interval)
     outbox = Outbox(store)
     app[DELIVERY] = DeliveryService(store, outbox, timeout=settings.notify_timeout,
-                                    max_attempts=settings.notify_max_retries, core_context=settings.core_context)
+                                    max_attempts=settings.notify_max_retries, core_context=settings.core_context,
+                                    tls=notify_tls_context(settings.notify_ca_file, settings.notify_insecure))
     app[NOTIFICATIONS] = NotificationService(store, app[SUBSCRIPTIONS], outbox, app[DELIVERY],
                                              settings.core_context)
     bus.subscribe(app[NOTIFICATIONS].on_changes)

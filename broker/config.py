@@ -57,6 +57,10 @@ SETTINGS: tuple[Setting, ...] = (
             "before it is tried again"),
     Setting("NOTIFY_TIMEOUT", 10.0, "Seconds allowed for one notification delivery"),
     Setting("NOTIFY_MAX_RETRIES", 8, "Delivery attempts before a notification counts as failed"),
+    Setting("NOTIFY_CA_FILE", "", "PEM file of CA certificates trusted for https:// and mqtts:// notification "
+            "endpoints, on top of the system's (for receivers with a private CA)"),
+    Setting("NOTIFY_INSECURE", False, "Send https:// and mqtts:// notifications without verifying the "
+            "receiver's certificate (as Orion-LD's -insecureNotif); for tests and closed networks only"),
     Setting("SUBSCRIPTION_SYNC_INTERVAL", 0.5, "Seconds between reloads of subscriptions from the store"),
 )
 
@@ -100,6 +104,8 @@ class Settings(BaseModel):
     context_failure_ttl: float = Field(10.0, ge=0)
     notify_timeout: float = Field(10.0, gt=0)
     notify_max_retries: int = Field(8, ge=0)
+    notify_ca_file: str = ""
+    notify_insecure: bool = False
     subscription_sync_interval: float = Field(0.5, gt=0)
 
 
@@ -128,7 +134,7 @@ def load_settings(argv: Sequence[str] | None = None, env: dict[str, str] | None 
     for key, value in vars(args).items():
         if value is not None:
             values[key] = value
-    for key in ("agents",):
+    for key in ("agents", "notify_insecure"):
         if isinstance(values.get(key), str):
             values[key] = values[key].strip().lower() not in ("0", "false", "no", "off", "")
     try:

@@ -15,18 +15,18 @@ _ISO = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
-_last_second: list[Any] = [None, ""]  # (epoch second, its text up to the seconds)
+_SECOND: list[Any] = [-1, ""]  # the last whole second formatted, and its text up to the "."
 
 
 def now_iso() -> str:
-    """The current time as stored; every write asks for it, so the text of the current second is
-    formatted once and only the milliseconds are added per call."""
-    now = time.time()
-    sec = int(now)
-    if _last_second[0] != sec:
-        _last_second[0] = sec
-        _last_second[1] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-    return f"{_last_second[1]}{int((now - sec) * 1000):03d}Z"
+    """The current time in the stored form; the date and time of day are formatted once a second
+    (``strftime`` per call was a visible cost at thousands of writes and notifications a second)."""
+    t = time.time()
+    second = int(t)
+    if second != _SECOND[0]:
+        _SECOND[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        _SECOND[0] = second
+    return f"{_SECOND[1]}{int((t - second) * 1000):03d}Z"
 
 
 def format_iso(dt: datetime) -> str:

@@ -15,9 +15,9 @@ import contextlib
 import functools
 import logging
 import random
-import re
 import ssl
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +38,6 @@ STATUS = "subscription_status"
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 JSONLD = "application/ld+json"
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
-_BAD_HEADER = re.compile(r"[\r\n]")
 
 
 class DeliveryError(Exception):
@@ -59,19 +58,19 @@ def link_url(context: Any, default: str) -> str:
     return context if isinstance(context, str) else default
 
 
-def wire_headers(item: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+def wire_headers(item: dict[str, Any], core_context: str = "") -> tuple[dict[str, str], dict[str, Any]]:
     """Headers and body of a notification as the endpoint's ``accept`` asks for."""
     endpoint = item["endpoint"]
     accept = endpoint.get("accept", "application/json")
-    body = dict(item["notification"])
+    body = item["notification"]
     headers = {"Content-Type": accept}
     context = item.get("context")
     if accept == JSONLD:
-        body["@context"] = context
+        body = {**body, "@context": context}
         if isinstance(body.get("data"), list):  # each entity is a JSON-LD document of its own (5.8.6)
             body["data"] = [{**e, "@context": context} for e in body["data"]]
     else:
-        url = link_url(context, item.get("core_context") or "")
+        url = link_url(context, core_context)
         headers["Link"] = f'<{url}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
     if item["tenant"] != DEFAULT_TENANT:
         headers["NGSILD-Tenant"] = item["tenant"]
@@ -80,6 +79,22 @@ def wire_headers(item: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------- senders
+
+
+def notify_tls_context(ca_file: str = "", insecure: bool = False) -> ssl.SSLContext:
+    """The TLS client context of https:// and mqtts:// notifications: the system's CAs plus
+    ``ca_file`` (a receiver with a private CA), or no verification at all when ``insecure``."""
+    ctx = ssl.create_default_context()
+    if ca_file:
+        try:
+            ctx.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"NOTIFY_CA_FILE {ca_file!r}: {exc}") from None
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
 
 
 class _HttpConnection(asyncio.Protocol):
@@ -175,19 +190,25 @@ class _HttpConnection(asyncio.Protocol):
         return status
 
 
+def _expire(waiter: asyncio.Future[int]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no response in time"))
+
+
 class HttpSender:
     """POSTs notifications: keep-alive connections pooled per host for http, aiohttp for the rest."""
 
     MAX_IDLE = 64  # idle connections kept per host
 
-    def __init__(self, limit: int = 256) -> None:
+    def __init__(self, limit: int = 256, tls: ssl.SSLContext | None = None) -> None:
         self.limit = limit
+        self.tls = tls or notify_tls_context()
         self.session: aiohttp.ClientSession | None = None
         self.idle: dict[tuple[str, int], list[_HttpConnection]] = {}
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.limit, limit_per_host=0, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(limit=self.limit, limit_per_host=0, ttl_dns_cache=300, ssl=self.tls),
             json_serialize=lambda o: orjson.dumps(o).decode())
 
     async def close(self) -> None:
@@ -233,14 +254,13 @@ class HttpSender:
         host, port, start = self._target(uri)
         head = [start, f"Content-Length: {len(body)}"]
         for name, value in headers.items():
-            if _BAD_HEADER.search(name) or _BAD_HEADER.search(value):
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
                 raise DeliveryError(f"header {name!r} has a line break")
             head.append(f"{name}: {value}")
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1", "replace") + body
         key = (host, port)
         try:
-            async with asyncio.timeout(timeout):
-                status = await self._exchange(key, request)
+            status = await self._exchange(key, request, timeout)
         except DeliveryError:
             raise
         except (TimeoutError, OSError, ValueError) as exc:
@@ -248,31 +268,38 @@ class HttpSender:
         if not 200 <= status < 300:
             raise DeliveryError(f"HTTP {status} from {uri}")
 
-    async def _exchange(self, key: tuple[str, int], request: bytes) -> int:
-        """Send on an idle connection (once more on a fresh one if the server had closed it)."""
+    async def _exchange(self, key: tuple[str, int], request: bytes, timeout: float) -> int:
+        """Send on an idle connection (once more on a fresh one if the server had closed it);
+        the whole exchange, connecting included, within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         idle = self.idle.setdefault(key, [])
         while idle:
             conn = idle.pop()
             if conn.closed:
                 continue
             try:
-                return await self._roundtrip(key, conn, request)
+                return await self._roundtrip(key, conn, request, deadline)
             except ConnectionResetError:
                 continue  # closed by the server while idle: nothing was processed, retry
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_HttpConnection, key[0], key[1])
-        return await self._roundtrip(key, conn, request)
+        async with asyncio.timeout_at(deadline):
+            _, conn = await loop.create_connection(_HttpConnection, key[0], key[1])
+        return await self._roundtrip(key, conn, request, deadline)
 
-    async def _roundtrip(self, key: tuple[str, int], conn: _HttpConnection, request: bytes) -> int:
+    async def _roundtrip(self, key: tuple[str, int], conn: _HttpConnection, request: bytes, deadline: float) -> int:
         assert conn.transport is not None
-        conn.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = conn.waiter = loop.create_future()
+        # a timer on the response future instead of asyncio.timeout: one handle, no task bookkeeping
+        timer = loop.call_at(deadline, _expire, waiter)
         try:
             conn.transport.write(request)
-            status = await conn.waiter
+            status = await waiter
         except BaseException:
             conn.transport.close()
             raise
         finally:
+            timer.cancel()
             conn.waiter = None
         idle = self.idle[key]
         if conn.keep_alive and not conn.closed and len(idle) < self.MAX_IDLE:
@@ -293,7 +320,8 @@ class _MqttConnection:
 class MqttSender:
     """One connection per MQTT broker address (and protocol version), reconnected with backoff."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls or notify_tls_context()
         self.connections: dict[tuple[Any, ...], _MqttConnection] = {}
 
     async def close(self) -> None:
@@ -316,8 +344,10 @@ class MqttSender:
             if time.monotonic() < conn.retry_at:
                 raise DeliveryError(f"MQTT broker {key[1]}:{key[2]} unreachable; reconnect backing off")
             scheme, host, port, user, password, version = key
-            tls = aiomqtt.TLSParameters() if scheme == "mqtts" else None
-            client = aiomqtt.Client(host, port, username=user, password=password, tls_params=tls,
+            tls = scheme == "mqtts"
+            client = aiomqtt.Client(host, port, username=user, password=password,
+                                    tls_context=self.tls if tls else None,
+                                    tls_insecure=(not self.tls.check_hostname) if tls else None,
                                     protocol=aiomqtt.ProtocolVersion.V5 if version == "mqtt5.0"
                                     else aiomqtt.ProtocolVersion.V311, timeout=timeout)
             try:
@@ -367,6 +397,12 @@ class Stats:
     lastSuccess: str | None = None  # noqa: N815
     lastFailure: str | None = None  # noqa: N815
 
+    def absorb(self, other: Stats) -> None:
+        self.timesSent += other.timesSent
+        self.timesFailed += other.timesFailed
+        for key in _LAST:
+            setattr(self, key, max(filter(None, (getattr(self, key), getattr(other, key))), default=None))
+
     def merged(self, stored: dict[str, Any] | None) -> dict[str, Any]:
         s = stored or {}
         out: dict[str, Any] = {"timesSent": s.get("timesSent", 0) + self.timesSent,
@@ -384,7 +420,8 @@ IsLive = Callable[[str, str], bool]
 class DeliveryService:
     def __init__(self, store: Store, outbox: Outbox, *, timeout: float = 10.0, max_attempts: int = 8,
                  retry_base: float = 0.5, retry_cap: float = 30.0, max_queue: int = 1000,
-                 concurrency: int = 256, stats_interval: float = 1.0, core_context: str = "") -> None:
+                 concurrency: int = 256, stats_interval: float = 1.0, core_context: str = "",
+                 tls: ssl.SSLContext | None = None) -> None:
         self.store = store
         self.outbox = outbox
         self.timeout = timeout
@@ -394,14 +431,17 @@ class DeliveryService:
         self.max_queue = max_queue
         self.stats_interval = stats_interval
         self.core_context = core_context
-        self.http = HttpSender(concurrency)
-        self.mqtt = MqttSender()
+        self.http = HttpSender(concurrency, tls)
+        self.mqtt = MqttSender(tls)
         self.slots = asyncio.Semaphore(concurrency)
         self.workers: dict[tuple[str, str], _Worker] = {}
         self.stats: dict[tuple[str, str], Stats] = {}
         # when each subscription last sent (monotonic): throttling outlives the idle workers
         self.last_sent: dict[tuple[str, str], float] = {}
         self.is_live: IsLive = lambda tenant, sub_id: True
+        # counters are stored per process (one document each, summed when read): no two processes
+        # ever update the same document, so no increment is lost even where updates are not atomic
+        self.instance = uuid.uuid4().hex[:16]
         self._stats_task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -520,7 +560,7 @@ class DeliveryService:
         timeout = self.timeout
         if endpoint.get("timeout"):
             timeout = min(timeout, endpoint["timeout"] / 1000)
-        headers, body = wire_headers({**item, "core_context": self.core_context})
+        headers, body = wire_headers(item, self.core_context)
         if uri[:4].lower() == "mqtt":
             payload = orjson.dumps({"metadata": headers, "body": body})
             await self.mqtt.send(uri, _pairs(endpoint.get("notifierInfo")), payload, timeout)
@@ -552,33 +592,59 @@ class DeliveryService:
                 log.exception("cannot persist notification counters")
 
     async def flush_stats(self) -> None:
-        """Add the in-memory counters to the stored ones (one read and one write per subscription)."""
+        """Add the in-memory counters to this process's stored share (one ``$inc``/``$max`` each)."""
         pending, self.stats = self.stats, {}
         async with self.store.batch():  # one commit for all subscriptions (SQLite)
             await self._flush_stats(pending)
 
+    def _shard(self, sub_id: str) -> str:
+        return f"{sub_id} {self.instance}"  # a space never occurs in a subscription id (a URI)
+
     async def _flush_stats(self, pending: dict[tuple[str, str], Stats]) -> None:
-        for (tenant, sub_id), s in pending.items():
+        items = list(pending.items())
+        for n, ((tenant, sub_id), s) in enumerate(items):
+            inc = {k: v for k, v in (("timesSent", s.timesSent), ("timesFailed", s.timesFailed)) if v}
+            latest = {k: getattr(s, k) for k in _LAST if getattr(s, k)}
             try:
-                stored = await self.store.get_doc(tenant, STATUS, sub_id)
-                await self.store.put_doc(tenant, STATUS, sub_id, s.merged(stored))
+                await self.store.add_to_doc(tenant, STATUS, self._shard(sub_id), inc,
+                                            {**latest, "key": self._shard(sub_id)})
             except Exception:
-                again = self.stats.setdefault((tenant, sub_id), Stats())
-                again.timesSent += s.timesSent
-                again.timesFailed += s.timesFailed
-                for k in ("lastNotification", "lastSuccess", "lastFailure"):
-                    setattr(again, k, max(filter(None, (getattr(again, k), getattr(s, k))), default=None))
+                for key, left in items[n:]:  # kept for the next flush
+                    self.stats.setdefault(key, Stats()).absorb(left)
                 raise
 
+    async def _stored(self, tenant: str, sub_id: str) -> dict[str, Any]:
+        """The counters of every process (one document each) added up."""
+        docs = await self.store.list_docs(tenant, STATUS, prefix=f"{sub_id} ")
+        legacy = await self.store.get_doc(tenant, STATUS, sub_id)  # written before counters were per process
+        return combine([legacy, *docs] if legacy else docs)
+
     async def status_of(self, tenant: str, sub_id: str) -> dict[str, Any]:
-        stored = await self.store.get_doc(tenant, STATUS, sub_id)
+        stored = await self._stored(tenant, sub_id)
         local = self.stats.get((tenant, sub_id))
-        return local.merged(stored) if local else (stored or {})
+        return local.merged(stored) if local else stored
 
     async def forget(self, tenant: str, sub_id: str) -> None:
         self.stats.pop((tenant, sub_id), None)
         self.last_sent.pop((tenant, sub_id), None)
-        await self.store.delete_doc(tenant, STATUS, sub_id)
+        shards = await self.store.list_docs(tenant, STATUS, prefix=f"{sub_id} ")
+        await self.store.delete_docs(tenant, STATUS, [sub_id, *(d["key"] for d in shards if "key" in d)])
+
+
+_LAST = ("lastNotification", "lastSuccess", "lastFailure")
+
+
+def combine(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counter documents added up: sums of the counts, the latest of each timestamp."""
+    out: dict[str, Any] = {}
+    for d in docs:
+        for key in ("timesSent", "timesFailed"):
+            if d.get(key):
+                out[key] = out.get(key, 0) + d[key]
+        for key in _LAST:
+            if d.get(key) and d[key] > out.get(key, ""):
+                out[key] = d[key]
+    return out
 
 
 def merge_items(items: list[dict[str, Any]]) -> dict[str, Any]:

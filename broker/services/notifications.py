@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -18,10 +19,11 @@ from typing import Any
 
 from ..entities.expand import ATTR_TYPES
 from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, Renderer, RenderOptions
+from ..errors import AlreadyExists
 from ..query.evaluator import match_geo, match_q, match_scope
 from ..query.model import EntityQuery
 from ..store.base import Store
-from ..timeutil import now_iso
+from ..timeutil import now_iso, parse_iso
 from .delivery import DeliveryService
 from .events import ChangeEvent
 from .linked import Linker, join_options, parse_projection, projection_options
@@ -31,11 +33,21 @@ from .subscriptions import Compiled, SubscriptionService
 log = logging.getLogger(__name__)
 
 GEOJSON = "application/geo+json"
+LEASES = "periodic_leases"  # one document per (periodic subscription, interval, period) being served
 MAX_PERIODIC_ENTITIES = 1000
 _PREVIOUS = {"value": "previousValue", "object": "previousObject", "languageMap": "previousLanguageMap",
              "vocab": "previousVocab", "json": "previousJson", "valueList": "previousValueList",
              "objectList": "previousObjectList"}
 _FORMATS = {"normalized": NORMALIZED, "concise": CONCISE, "keyValues": SIMPLIFIED}
+
+
+def period_of(c: Compiled, wall: float) -> int:
+    """Number of whole ``timeInterval`` periods since the subscription was created."""
+    try:
+        anchor = parse_iso(c.doc["createdAt"]).timestamp()
+    except (KeyError, ValueError):
+        anchor = 0.0
+    return int((wall - anchor) // float(c.doc["timeInterval"]))
 
 
 def trigger_fires(c: Compiled, ev: ChangeEvent) -> bool:
@@ -82,6 +94,13 @@ NULL = "urn:ngsi-ld:null"
 
 
 def _render_options(c: Compiled) -> RenderOptions:
+    opts = c.memo.get("opts")
+    if opts is None:
+        opts = c.memo["opts"] = _make_render_options(c)
+    return opts  # type: ignore[no-any-return]
+
+
+def _make_render_options(c: Compiled) -> RenderOptions:
     n = c.doc["notification"]
     attrs = frozenset(n["attributes"]) if n.get("attributes") else None
     datasets = frozenset(c.doc["datasetId"]) if c.doc.get("datasetId") else None
@@ -227,6 +246,13 @@ def _render_entity(c: Compiled, entity: dict[str, Any], ev: ChangeEvent | None, 
 
 def render_key(c: Compiled) -> tuple[Any, ...]:
     """What a notification's data depends on besides the change: subscriptions sharing it share one rendering."""
+    key = c.memo.get("key")
+    if key is None:
+        key = c.memo["key"] = (_make_render_key(c), needs_linker(c))
+    return key  # type: ignore[no-any-return]
+
+
+def _make_render_key(c: Compiled) -> tuple[Any, ...]:
     n = c.doc["notification"]
     return (id(c.notify_tm), n.get("format"), n.get("sysAttrs"), n.get("showChanges"), str(n.get("pick")),
             str(n.get("omit")), n.get("join"), n.get("joinLevel"),
@@ -267,6 +293,17 @@ def render_data(c: Compiled, entities: list[dict[str, Any]], ev: ChangeEvent | N
     return data
 
 
+_ID_PREFIX = "urn:ngsi-ld:Notification:" + "-".join(
+    (r := uuid.uuid4().hex)[i:j] for i, j in ((0, 8), (8, 12), (12, 16), (16, 20))) + "-"
+_ID_COUNTER = itertools.count()
+
+
+def notification_id() -> str:
+    """A unique notification id, UUID-shaped: random per process, then a counter (``uuid4`` per
+    notification cost more than the rest of building it)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+
+
 def notification_item(c: Compiled, data: Any, now: str, core_context: str) -> dict[str, Any]:
     """One pending notification, complete enough to be sent after a restart without the entity."""
     doc = c.doc
@@ -276,7 +313,7 @@ def notification_item(c: Compiled, data: Any, now: str, core_context: str) -> di
         "endpoint": doc["notification"]["endpoint"],
         "context": doc.get("jsonldContext") or doc.get("@context") or core_context,
         "throttling": doc.get("throttling"),
-        "notification": {"id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}", "type": "Notification",
+        "notification": {"id": notification_id(), "type": "Notification",
                          "subscriptionId": doc["id"], "notifiedAt": now, "data": data},
     }
 
@@ -290,7 +327,7 @@ class NotificationService:
         self.delivery = delivery
         self.core_context = core_context
         self.tick = tick
-        self._due: dict[tuple[str, str], float] = {}
+        self._period: dict[tuple[str, str], tuple[Any, int]] = {}  # (interval, last period seen) per subscription
         self._periodic_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         delivery.is_live = lambda tenant, sub_id: subscriptions.compiled(tenant, sub_id) is not None
@@ -332,12 +369,16 @@ class NotificationService:
                     data = rendered.get(key)
                     if data is None:
                         data = rendered[key] = (await render_linked(self.store, c, [entity], ev, now)
-                                                if needs_linker(c) else render_data(c, [entity], ev, now))
+                                                if key[1] else render_data(c, [entity], ev, now))
                     by_tenant.setdefault(ev.tenant, []).append(notification_item(c, data, now, self.core_context))
         for tenant, items in by_tenant.items():
             self.delivery.enqueue(await self.outbox.add(tenant, items))
 
     # ------------------------------------------------------------ periodic subscriptions
+    # Periods are counted on the wall clock from the subscription's creation, the same on every
+    # process. The process that first inserts the period's document in the store (an insert is
+    # atomic on every server, even where conditional updates are not) sends that period's
+    # notification, so several processes on one database notify once per interval in total.
     async def _periodic_loop(self) -> None:
         while True:
             await asyncio.sleep(self.tick)
@@ -347,31 +388,53 @@ class NotificationService:
                 log.exception("periodic scheduling failed")
 
     def _schedule(self) -> None:
-        clock = time.monotonic()
+        wall = time.time()
         now = now_iso()
         live: set[tuple[str, str]] = set()
         for tenant, idx in list(self.subscriptions.indexes.items()):
             for c in idx.periodic():
                 key = (tenant, c.id)
                 live.add(key)
-                interval = float(c.doc["timeInterval"])
-                due = self._due.get(key)
-                if due is None:
-                    self._due[key] = clock + interval
-                    continue
-                if clock < due:
-                    continue
-                self._due[key] = max(due + interval, clock)
+                period = period_of(c, wall)
+                mark = (c.doc["timeInterval"], c.doc.get("createdAt"))
+                last = self._period.get(key)
+                self._period[key] = (mark, period)
+                if last is None or last[0] != mark or period <= last[1]:
+                    continue  # first sight (or a new interval): the next period is the first one
                 if c.is_active(now):
-                    task = asyncio.create_task(self._periodic(c))
-                    self._running.add(task)
-                    task.add_done_callback(self._running.discard)
-        for key in list(self._due):
-            if key not in live:
-                del self._due[key]
+                    self._spawn(self._periodic(c, period))
+        for key in list(self._period):
+            if key not in live:  # deleted or no longer periodic: drop its period documents too
+                del self._period[key]
+                self._spawn(self._drop_leases(*key))
 
-    async def _periodic(self, c: Compiled) -> None:
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _drop_leases(self, tenant: str, sub_id: str) -> None:
         try:
+            docs = await self.store.list_docs(tenant, LEASES, prefix=f"{sub_id} ")
+            await self.store.delete_docs(tenant, LEASES, [d["key"] for d in docs if "key" in d])
+        except Exception:  # noqa: BLE001 - a leftover document is harmless
+            log.exception("cannot drop periodic leases", extra={"fields": {"subscription": sub_id}})
+
+    async def _claim(self, c: Compiled, period: int) -> bool:
+        """True when this process is the first to take ``period`` of ``c`` (then it drops older periods)."""
+        base = f"{c.id} {c.doc['timeInterval']} "  # periods of another interval never collide
+        try:
+            key = f"{base}{period}"
+            await self.store.insert_doc(c.tenant, LEASES, key, {"key": key, "at": now_iso()})
+        except AlreadyExists:
+            return False
+        await self.store.delete_docs(c.tenant, LEASES, [f"{base}{period - 1}", f"{base}{period - 2}"])
+        return True
+
+    async def _periodic(self, c: Compiled, period: int) -> None:
+        try:
+            if not await self._claim(c, period):
+                return
             found: dict[str, dict[str, Any]] = {}
             for sel in c.selectors:
                 query = EntityQuery(ids=[sel.id] if sel.id else None,

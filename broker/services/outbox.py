@@ -11,6 +11,7 @@ notification ``id``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 OUTBOX = "outbox"
 CHUNK = 200
+_PROCESS = uuid.uuid4().hex[:8]
+_COUNTER = itertools.count()
 
 
 @dataclass(slots=True, frozen=True)
@@ -43,6 +46,12 @@ class Outbox:
         self._finished: list[tuple[str, str]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Group commit (embedded store): the documents of every write path that reaches the outbox
+        # in one turn of the event loop are written in one transaction; each writer still waits for
+        # that commit before it answers. MongoDB writes stay one per call (they run concurrently).
+        self.group = store.backend == "sqlite"
+        self._group: list[tuple[str, str, dict[str, Any]]] = []
+        self._group_done: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._flusher(), name="outbox-flusher")
@@ -55,13 +64,43 @@ class Outbox:
     async def add(self, tenant: str, items: list[dict[str, Any]]) -> list[tuple[Ref, dict[str, Any]]]:
         """Persist ``items`` (one store write per CHUNK); returns each with its reference."""
         out: list[tuple[Ref, dict[str, Any]]] = []
+        docs: list[tuple[str, str, dict[str, Any]]] = []
         for start in range(0, len(items), CHUNK):
             chunk = items[start:start + CHUNK]
-            key = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
-            await self.store.put_doc(tenant, OUTBOX, key, {"key": key, "items": chunk})
-            self._remaining[(tenant, key)] = len(chunk)
+            key = f"{time.time_ns():020d}-{_PROCESS}{next(_COUNTER):08x}"  # oldest first; unique across processes
+            docs.append((tenant, key, {"key": key, "items": chunk}))
             out.extend((Ref(tenant, key, i), item) for i, item in enumerate(chunk))
+        if self.group:
+            await self._grouped(docs)
+        else:
+            for _, key, doc in docs:
+                await self.store.put_doc(tenant, OUTBOX, key, doc)
+        for _, key, doc in docs:
+            self._remaining[(tenant, key)] = len(doc["items"])
         return out
+
+    async def _grouped(self, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Join this turn's group and wait until it is committed (an error fails the whole group)."""
+        self._group.extend(docs)
+        done = self._group_done
+        if done is None:
+            done = self._group_done = asyncio.get_running_loop().create_future()
+            asyncio.ensure_future(self._write_group())
+        await asyncio.shield(done)  # a cancelled writer must not cancel the others' commit
+
+    async def _write_group(self) -> None:
+        docs, self._group = self._group, []
+        done, self._group_done = self._group_done, None
+        assert done is not None
+        try:
+            async with self.store.batch():
+                for tenant, key, doc in docs:
+                    await self.store.put_doc(tenant, OUTBOX, key, doc)
+        except Exception as exc:  # noqa: BLE001 - handed to every writer of the group
+            done.set_exception(exc)
+            done.exception()  # retrieved here too, so a group whose writers all left logs nothing
+        else:
+            done.set_result(None)
 
     def done(self, ref: Ref) -> None:
         """One notification is finished (delivered, or failed for good); free its document when empty."""
@@ -117,12 +156,16 @@ class Outbox:
             await asyncio.sleep(self.flush_interval)
 
     async def _flush(self) -> None:
-        """Delete the finished documents, in one commit where the store can (SQLite: one, not N)."""
+        """Delete the finished documents: one statement per tenant and pass, not one per document."""
         finished, self._finished = self._finished, []
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, key in finished:
+            by_tenant.setdefault(tenant, []).append(key)
+        pending = list(by_tenant.items())
         async with self.store.batch():
-            for n, (tenant, key) in enumerate(finished):
+            for n, (tenant, keys) in enumerate(pending):
                 try:
-                    await self.store.delete_doc(tenant, OUTBOX, key)
-                except Exception:
-                    self._finished.extend(finished[n:])
+                    await self.store.delete_docs(tenant, OUTBOX, keys)
+                except Exception:  # this tenant's and the rest: tried again on the next pass
+                    self._finished.extend((t, k) for t, ks in pending[n:] for k in ks)
                     raise

@@ -15,7 +15,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -81,6 +81,8 @@ class Compiled:
     q: QNode | None
     geo_q: GeoQuery | None
     scope_q: ScopeNode | None
+    # what notifications derive from the document alone (render options, keys), computed once
+    memo: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:

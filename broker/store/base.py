@@ -123,5 +123,16 @@ class Store(ABC):
     async def delete_doc(self, tenant: str, collection: str, key: str) -> bool: ...
 
     @abstractmethod
-    async def list_docs(self, tenant: str, collection: str) -> list[Doc]:
-        """All documents of a collection, in key order."""
+    async def list_docs(self, tenant: str, collection: str, prefix: str = "") -> list[Doc]:
+        """All documents of a collection (those whose key starts with ``prefix``), in key order."""
+
+    async def delete_docs(self, tenant: str, collection: str, keys: list[str]) -> None:
+        """Delete several documents (missing ones are ignored); backends do it in one statement."""
+        for key in keys:
+            await self.delete_doc(tenant, collection, key)
+
+    @abstractmethod
+    async def add_to_doc(self, tenant: str, collection: str, key: str, inc: dict[str, int],
+                         maximum: dict[str, Any]) -> None:
+        """Atomically add ``inc`` to numeric members and raise members to at least ``maximum``
+        (created when missing): counters written by several processes lose no increment."""

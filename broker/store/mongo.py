@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 from ..errors import AlreadyExists
 from ..query.model import EntityQuery
 from .base import DEFAULT_TENANT, Doc, Pager, Store
-from .codec import decode_entity, decode_value, encode_entity, encode_value
+from .codec import decode_entity, decode_value, encode_entity, encode_key, encode_value
 
 ENTITIES = "entities"
 _SORT = [("createdAt", ASCENDING), ("_id", ASCENDING)]
@@ -186,9 +186,30 @@ class MongoStore(Store):
         res = await self.client[self._db_name(tenant)][collection].delete_one({"_id": key})
         return res.deleted_count == 1
 
-    async def list_docs(self, tenant: str, collection: str) -> list[Doc]:
-        cursor = self.client[self._db_name(tenant)][collection].find({}).sort([("_id", ASCENDING)])
+    async def list_docs(self, tenant: str, collection: str, prefix: str = "") -> list[Doc]:
+        flt = {"_id": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}} if prefix else {}
+        cursor = self.client[self._db_name(tenant)][collection].find(flt).sort([("_id", ASCENDING)])
         return [decode_value(raw["d"]) async for raw in cursor]
+
+    async def delete_docs(self, tenant: str, collection: str, keys: list[str]) -> None:
+        if keys:
+            await self.client[self._db_name(tenant)][collection].delete_many({"_id": {"$in": keys}})
+
+    async def add_to_doc(self, tenant: str, collection: str, key: str, inc: dict[str, int],
+                         maximum: dict[str, Any]) -> None:
+        update: dict[str, Any] = {}
+        if inc:
+            update["$inc"] = {f"d.{encode_key(k)}": n for k, n in inc.items()}
+        if maximum:
+            update["$max"] = {f"d.{encode_key(k)}": encode_value(v) for k, v in maximum.items()}
+        if not update:
+            return
+        coll = self._coll(tenant, collection)
+        try:
+            await coll.update_one({"_id": key}, update, upsert=True)
+        except DuplicateKeyError:  # two upserts raced to create it: it exists now, so update it
+            await coll.update_one({"_id": key}, update, upsert=True)
+
 
 
 # FerretDB 1.24 answers $elemMatch over arrays of documents wrongly: one field condition matches

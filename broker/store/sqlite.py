@@ -506,10 +506,32 @@ class SqliteStore(Store):
         await self._durable()
         return cur.rowcount > 0
 
-    async def list_docs(self, tenant: str, collection: str) -> list[Doc]:
-        rows = self.db.execute("SELECT doc FROM docs WHERE tenant=? AND coll=? ORDER BY key",
-                               (tenant, collection)).fetchall()
+    async def list_docs(self, tenant: str, collection: str, prefix: str = "") -> list[Doc]:
+        if prefix:
+            rows = self.db.execute("SELECT doc FROM docs WHERE tenant=? AND coll=? AND key>=? AND key<? "
+                                   "ORDER BY key", (tenant, collection, prefix, prefix + "\U0010ffff")).fetchall()
+        else:
+            rows = self.db.execute("SELECT doc FROM docs WHERE tenant=? AND coll=? ORDER BY key",
+                                   (tenant, collection)).fetchall()
         return [orjson.loads(r[0]) for r in rows]
+
+    async def delete_docs(self, tenant: str, collection: str, keys: list[str]) -> None:
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            self._write(f"DELETE FROM docs WHERE tenant=? AND coll=? AND key IN ({','.join('?' * len(part))})",
+                        (tenant, collection, *part))
+
+    # Reads and writes with no await in between: atomic for the one process this store serves.
+    async def add_to_doc(self, tenant: str, collection: str, key: str, inc: dict[str, int],
+                         maximum: dict[str, Any]) -> None:
+        doc = await self.get_doc(tenant, collection, key) or {}
+        for name, n in inc.items():
+            doc[name] = doc.get(name, 0) + n
+        for name, value in maximum.items():
+            if doc.get(name) is None or value > doc[name]:
+                doc[name] = value
+        await self.put_doc(tenant, collection, key, doc)
+
 
 
 def _single_type(types: Any) -> str | None:

@@ -109,6 +109,25 @@ async def test_documents(store: Store) -> None:
     assert await store.delete_doc("t1", "subscriptions", "urn:sub:1") is False
     assert await store.get_doc("t1", "subscriptions", "urn:sub:1") is None
     assert await store.tenant_exists("t1")
+    for key in ("o1", "o2", "o3"):
+        await store.put_doc("t1", "outbox", key, {"key": key})
+    assert await store.list_docs("t1", "outbox", prefix="o2") == [{"key": "o2"}]
+    await store.delete_docs("t1", "outbox", ["o1", "o3", "missing"])
+    assert await store.list_docs("t1", "outbox") == [{"key": "o2"}]
+    assert await store.list_docs("t1", "outbox", prefix="o1") == []
+
+
+async def test_counters_add(store: Store) -> None:
+    """Increments add up; ``maximum`` keeps the largest value; the document is created on first use.
+    (Done one after another: FerretDB 1.24 loses concurrent updates of one document, MongoDB does not.)"""
+    for i in range(20):
+        await store.add_to_doc("", "status", "s1", {"timesSent": 1, "timesFailed": i % 2},
+                               {"lastSuccess": f"2026-01-01T00:00:{i:02d}.000Z"})
+    await store.add_to_doc("", "status", "s1", {}, {"lastSuccess": "2025-01-01T00:00:00.000Z",
+                                                     "lastFailure": "2026-02-01T00:00:00.000Z"})
+    assert await store.get_doc("", "status", "s1") == {
+        "timesSent": 20, "timesFailed": 10, "lastSuccess": "2026-01-01T00:00:19.000Z",
+        "lastFailure": "2026-02-01T00:00:00.000Z"}
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "mongo"])

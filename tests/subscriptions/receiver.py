@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 import orjson
@@ -14,15 +15,16 @@ from tests.services import free_port
 class Receiver:
     """Collects every POST; ``status`` sets the answer, ``stop``/``start`` simulate an outage."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.port = port or free_port()
+        self.tls = tls  # serve HTTPS with this server context
         self.received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.status = 200
         self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/notify"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/notify"
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -35,7 +37,7 @@ class Receiver:
         app.router.add_post("/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True, ssl_context=self.tls).start()
         return self
 
     async def stop(self) -> None:

@@ -373,3 +373,21 @@ async def test_deleting_every_instance_is_one_null(nclient: TestClient, receiver
     assert r.status == 204, await r.text()
     got = (await receiver.next())["body"]["data"][0]
     assert got["name"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
+
+
+async def test_periodic_subscription_follows_a_changed_interval(nclient: TestClient, receiver: Receiver) -> None:
+    """Periods are counted from creation per interval: a longer interval takes effect at its next
+    boundary instead of waiting until its period count passes the old one's."""
+    await create(nclient, room(52, 1))
+    sub_id = await subscribe(nclient, receiver.url, timeInterval=1)
+    for _ in range(3):
+        await receiver.next()
+    r = await nclient.patch(f"{SUBS}/{sub_id}", json={"timeInterval": 3}, headers=JSON)
+    assert r.status == 204, await r.text()
+    while not receiver.received.empty():  # a period of the old interval may have gone meanwhile
+        receiver.received.get_nowait()
+    started = asyncio.get_running_loop().time()
+    got = (await receiver.next(timeout=9))["body"]
+    assert got["subscriptionId"] == sub_id
+    # the next 3 s boundary after creation is at most ~3 s away (the old count would wait ~9 s)
+    assert asyncio.get_running_loop().time() - started < 6
