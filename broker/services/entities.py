@@ -8,7 +8,9 @@ every one of them runs through ``modify`` and its retries.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -388,6 +390,31 @@ class EntityService:
     def __init__(self, store: Store, bus: EventBus) -> None:
         self.store = store
         self.bus = bus
+        # Writes to one entity are serialised within the process when the store's read-modify-write
+        # can interleave (MongoDB: awaits between read and write). The version check still guards
+        # against other processes; FerretDB 1.24 does not make that check atomic, so without this
+        # concurrent writes from one process lose updates there (tests/entities/test_concurrent_writes.py).
+        # The embedded store reads and writes without yielding in between: no lock needed.
+        self._serialise = store.backend != "sqlite"
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
+
+    @asynccontextmanager
+    async def _entity_lock(self, tenant: str, entity_id: str) -> AsyncIterator[None]:
+        if not self._serialise:
+            yield
+            return
+        key = (tenant, entity_id)
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = (asyncio.Lock(), [0])
+        entry[1][0] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1][0] -= 1
+            if not entry[1][0]:
+                del self._locks[key]
 
     async def check_tenant(self, tenant: str) -> None:
         """Reads on a tenant that was never written give 404 NonexistentTenant."""
@@ -446,6 +473,12 @@ class EntityService:
         An exception raised by ``mutate`` aborts the write: nothing is stored.
         """
         await self.check_tenant(tenant)
+        async with self._entity_lock(tenant, entity_id):
+            return await self._modify(tenant, entity_id, mutate, source, publish, copy)
+
+    async def _modify(self, tenant: str, entity_id: str, mutate: Mutation, source: str, publish: bool,
+                      copy: Callable[[dict[str, Any]], dict[str, Any]],
+                      ) -> tuple[dict[str, Any], dict[str, Any], ChangeEvent | None]:
         for _ in range(MAX_RETRIES):
             before = await self.store.get_entity(tenant, entity_id)
             if before is None:
