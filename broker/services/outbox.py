@@ -46,12 +46,6 @@ class Outbox:
         self._finished: list[tuple[str, str]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # Group commit (embedded store): the documents of every write path that reaches the outbox
-        # in one turn of the event loop are written in one transaction; each writer still waits for
-        # that commit before it answers. MongoDB writes stay one per call (they run concurrently).
-        self.group = store.backend == "sqlite"
-        self._group: list[tuple[str, str, dict[str, Any]]] = []
-        self._group_done: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._flusher(), name="outbox-flusher")
@@ -70,37 +64,13 @@ class Outbox:
             key = f"{time.time_ns():020d}-{_PROCESS}{next(_COUNTER):08x}"  # oldest first; unique across processes
             docs.append((tenant, key, {"key": key, "items": chunk}))
             out.extend((Ref(tenant, key, i), item) for i, item in enumerate(chunk))
-        if self.group:
-            await self._grouped(docs)
-        else:
-            for _, key, doc in docs:
-                await self.store.put_doc(tenant, OUTBOX, key, doc)
+        # The embedded store commits the writes of one event-loop turn together (group commit), so the
+        # outbox documents of concurrent write paths share one transaction; each waits for it here.
+        for _, key, doc in docs:
+            await self.store.put_doc(tenant, OUTBOX, key, doc)
         for _, key, doc in docs:
             self._remaining[(tenant, key)] = len(doc["items"])
         return out
-
-    async def _grouped(self, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """Join this turn's group and wait until it is committed (an error fails the whole group)."""
-        self._group.extend(docs)
-        done = self._group_done
-        if done is None:
-            done = self._group_done = asyncio.get_running_loop().create_future()
-            asyncio.ensure_future(self._write_group())
-        await asyncio.shield(done)  # a cancelled writer must not cancel the others' commit
-
-    async def _write_group(self) -> None:
-        docs, self._group = self._group, []
-        done, self._group_done = self._group_done, None
-        assert done is not None
-        try:
-            async with self.store.batch():
-                for tenant, key, doc in docs:
-                    await self.store.put_doc(tenant, OUTBOX, key, doc)
-        except Exception as exc:  # noqa: BLE001 - handed to every writer of the group
-            done.set_exception(exc)
-            done.exception()  # retrieved here too, so a group whose writers all left logs nothing
-        else:
-            done.set_result(None)
 
     def done(self, ref: Ref) -> None:
         """One notification is finished (delivered, or failed for good); free its document when empty."""

@@ -1,4 +1,4 @@
-"""The outbox's group commit on the embedded store: one transaction for a turn's writers, every
+"""The outbox on the embedded store's group commit: one transaction for a turn's writers, every
 writer told of the outcome, a cancelled writer not cancelling the others."""
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ async def _store(path: Path) -> SqliteStore:
 async def test_writers_of_one_turn_share_a_commit_and_are_durable(tmp_path: Path) -> None:
     store = await _store(tmp_path / "s.sqlite3")
     outbox = Outbox(store)
-    assert outbox.group
+    commits: list[str] = []
+    store.db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
     added = await asyncio.gather(*(outbox.add("", [{"n": i}, {"n": i + 100}]) for i in range(5)))
     assert [[item["n"] for _, item in refs] for refs in added] == [[i, i + 100] for i in range(5)]
     assert outbox.pending_documents == 5
+    assert len(commits) == 1  # five writers, one commit
     await store.close()
     reopened = await _store(tmp_path / "s.sqlite3")  # committed before add() returned
     try:
