@@ -458,15 +458,23 @@ class SqliteStore(Store):
         check = query
         if query.ids is None and isinstance(query.types, TypeName) and not isinstance(candidates, list):
             check = replace(query, types=None)  # the type index already guarantees the type
-        one = sets[0] if sets is not None and len(sets) == 1 else None
         matches = entity_matcher(check)
-        for entity in candidates:
-            if sets is not None:
-                eid = entity["id"]
-                if (eid not in one) if one is not None else not any(eid in ids for ids in sets):
-                    continue
-            if matches(entity) and pager.add(entity):
-                break
+        if sets is None:
+            for entity in candidates:
+                if matches(entity) and pager.add(entity):
+                    break
+            return pager.result()
+        # a scan of the type's entities (keyed by id, in query order) skipping non-members by id
+        items = candidates.mapping.items()
+        if len(sets) == 1:
+            members = sets[0]
+            for eid, entity in items:
+                if eid in members and matches(entity) and pager.add(entity):
+                    break
+        else:
+            for eid, entity in items:
+                if any(eid in ids for ids in sets) and matches(entity) and pager.add(entity):
+                    break
         return pager.result()
 
     async def scan_entities(self, tenant: str, query: EntityQuery | None = None) -> AsyncIterator[Doc]:
