@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +38,15 @@ class _Item:
 
 
 class Ingestor:
-    def __init__(self, writer: Writer, metrics: AgentMetrics, *, window: float = 0.002, max_entities: int = 500,
-                 queue_size: int = 20000) -> None:
+    def __init__(self, writer: Writer, metrics: AgentMetrics, *, window: float = 0.002, max_entities: int = 5000,
+                 max_wait: float = 1.0, queue_size: int = 20000,
+                 coalesce: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> None:
         self.writer = writer
+        self.coalesce = coalesce
+        self.upstream: list[Callable[[], int]] = []  # transports' received-but-not-yet-queued counts
         self.metrics = metrics
         self.window = window
+        self.max_wait = max_wait
         self.max_entities = max_entities
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
@@ -87,9 +92,16 @@ class Ingestor:
             batch = [first]
             count = len(first.entities)
             count = self._drain(batch, count)
-            if count < self.max_entities and self.window > 0:
-                await asyncio.sleep(self.window)
-                self._drain(batch, count)
+            # Wait ``window`` for more. While a transport still holds received messages (a backlog, so
+            # waiting for them costs no latency) keep collecting, up to ``max_entities`` / ``max_wait``:
+            # the repeated measures of an entity then share one store write.
+            deadline = time.perf_counter() + self.max_wait
+            while count < self.max_entities and self.window > 0:
+                behind = self._behind()
+                await asyncio.sleep(0 if behind else self.window)
+                before, count = count, self._drain(batch, count)
+                if (count == before and not self._behind()) or time.perf_counter() >= deadline:
+                    break
             try:
                 await self._flush(batch)
             except Exception as exc:  # noqa: BLE001 - keep the worker alive whatever happens
@@ -97,6 +109,9 @@ class Ingestor:
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(WriteFailed(repr(exc)))
+
+    def _behind(self) -> bool:
+        return any(pending() for pending in self.upstream)
 
     def _drain(self, batch: list[_Item], count: int) -> int:
         while count < self.max_entities:
@@ -114,6 +129,8 @@ class Ingestor:
             groups.setdefault((item.tenant, item.servicepath), []).append(item)
         for (tenant, servicepath), items in groups.items():
             entities = [e for item in items for e in item.entities]
+            if self.coalesce is not None:
+                entities = self.coalesce(entities)
             started = time.perf_counter()
             error: IotaError | None = None
             outcome = None

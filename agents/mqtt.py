@@ -89,7 +89,7 @@ Inbound = tuple[mqttclient.Connection, str, bytes, int, int]  # connection, topi
 
 class MqttTransport:
     def __init__(self, url: str, south: Southbound, commands: Commands, metrics: AgentMetrics, *,
-                 share_group: str = "iota", identifier: str | None = None, receive_maximum: int = 2000,
+                 share_group: str = "iota", identifier: str | None = None, receive_maximum: int = 10000,
                  session_expiry: int = 300, max_backoff: float = 30.0) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -117,6 +117,7 @@ class MqttTransport:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        self.south.ingestor.upstream.append(self._inbox.__len__)
         self._consumer = asyncio.create_task(self._consume(), name="iota-mqtt-consumer")
         self._task = asyncio.create_task(self._supervise(), name="iota-mqtt")
 
@@ -127,6 +128,8 @@ class MqttTransport:
         """Handle what was received, finish the writes in flight (so their messages get acked), then end
         the session for good."""
         self._closing = True
+        with contextlib.suppress(ValueError):
+            self.south.ingestor.upstream.remove(self._inbox.__len__)
         for _ in range(500):
             if not self._inbox or self._consumer is None or self._consumer.done():
                 break
