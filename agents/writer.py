@@ -141,6 +141,7 @@ class TrustedExpander:
         self.iris: dict[str, str] = {}  # attribute names already checked → IRI
         self.types: dict[str, list[str]] = {}
         self.ids: set[str] = set()
+        self.instants: dict[str, str] = {}  # observedAt → normalized (measures of a burst share a few)
 
     def entities(self, entities: list[dict[str, Any]], now: str) -> list[dict[str, Any]]:
         expander = Expander(self.tm, now)
@@ -193,10 +194,16 @@ class TrustedExpander:
         observed = raw.get("observedAt")
         if observed is not None:
             n -= 1
-            try:
-                observed = normalize_iso(observed)
-            except ValueError:
-                return None
+            normalized = self.instants.get(observed) if isinstance(observed, str) else None
+            if normalized is None:
+                try:
+                    normalized = normalize_iso(observed)
+                except ValueError:
+                    return None
+                if len(self.instants) >= 4096:
+                    self.instants.clear()
+                self.instants[observed] = normalized
+            observed = normalized
         if n != 2:
             return None
         if name not in self.iris:
