@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from agents.clock import iso_of
 from agents.errors import BadGeocoordinates, BadTimestamp, InvalidExpression, TypeNotFound
 from agents.jexl import (
     UNDEFINED,
@@ -245,7 +246,7 @@ def observed_at(value: datetime) -> str:
     """``observedAt`` as the lib writes it: UTC, milliseconds, ``Z`` (``timezone`` does not show in LD)."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return iso_string(value)
+    return iso_of(value)
 
 
 # --------------------------------------------------------------------------------------------------
