@@ -96,11 +96,14 @@ class Ingestor:
             # waiting for them costs no latency) keep collecting, up to ``max_entities`` / ``max_wait``:
             # the repeated measures of an entity then share one store write.
             deadline = time.perf_counter() + self.max_wait
+            stalled = False  # behind, but the last turn brought nothing: do not spin
             while count < self.max_entities and self.window > 0:
-                behind = self._behind()
-                await asyncio.sleep(0 if behind else self.window)
+                await asyncio.sleep(self.window if stalled or not self._behind() else 0)
                 before, count = count, self._drain(batch, count)
-                if (count == before and not self._behind()) or time.perf_counter() >= deadline:
+                if count == before and not self._behind():
+                    break
+                stalled = count == before
+                if time.perf_counter() >= deadline:
                     break
             try:
                 await self._flush(batch)
