@@ -252,7 +252,7 @@ async def run_agent(url: str, store: str, mongodb_url: str, messages: int, devic
             "--iota-north-port", str(ports[1]), "--iota-http-port", str(ports[2]), "--mqtt-url", url,
             "--log-level", "WARNING"]
     if store == "mongo":
-        args += ["--mongodb-url", mongodb_url, "--mongodb-db", f"bench{os.getpid()}"]
+        args += ["--mongodb-url", mongodb_url, "--mongodb-db", f"bench{os.getpid()}x{ports[0]}"]
     else:
         args += ["--sqlite-path", str(tmp)]
     taskset = ["taskset", "-c", "0"] if os.cpu_count() and os.cpu_count() > 1 else []  # type: ignore[operator]
@@ -336,6 +336,7 @@ async def main() -> None:
     ap.add_argument("--messages", type=int, default=100000)
     ap.add_argument("--mongo-messages", type=int, default=2000, help="backlog for FerretDB (store-bound)")
     ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--mongo-devices", type=int, default=100, help="devices for FerretDB (its warm-up is slow)")
     ap.add_argument("--rounds", type=int, default=1, help="bare/agent pairs, interleaved")
     ap.add_argument("--latency-rate", type=float, default=0.5,
                     help="paced pass at this fraction of the measured throughput, for latency (0: none)")
@@ -358,18 +359,20 @@ async def main() -> None:
         print(json.dumps({"loadavg": os.getloadavg(), "cpus": os.cpu_count()}), flush=True)
         for _ in range(args.rounds):
             bare = {}
+            DEVICES = args.devices
             for kind in ("own", "aiomqtt"):
                 bare[kind] = await run_bare(services.mqtt_url, kind, args.messages)
                 print(json.dumps(bare[kind]), flush=True)
             for store in stores:
                 n = args.messages if store == "sqlite" else args.mongo_messages
-                r = await run_agent(services.mqtt_url, store, services.mongodb_url, n, args.devices)
+                DEVICES = args.devices if store == "sqlite" else args.mongo_devices
+                r = await run_agent(services.mqtt_url, store, services.mongodb_url, n, DEVICES)
                 r["vs_bare_own"] = round(r["rate"] / bare["own"]["rate"], 3)
                 r["vs_bare_aiomqtt"] = round(r["rate"] / bare["aiomqtt"]["rate"], 2)
                 print(json.dumps(r), flush=True)
                 if args.latency_rate:
                     paced = await run_agent(services.mqtt_url, store, services.mongodb_url,
-                                            max(1000, n // 4), args.devices,
+                                            max(1000, n // 4) if store == "sqlite" else n // 4, DEVICES,
                                             rate=max(10, round(r["rate"] * args.latency_rate)))
                     print(json.dumps({"paced": paced}), flush=True)
         print(json.dumps({"loadavg": os.getloadavg()}), flush=True)
