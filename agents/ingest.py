@@ -1,9 +1,10 @@
 """Grouped writes with backpressure: many measures, few store writes, nothing accepted is lost.
 
 Transports ``enqueue`` already-mapped entities and get a future that resolves once the write that carried
-them finished. One worker takes what is queued, waits at most ``window`` seconds for more (up to
-``max_entities``), and issues one write per (tenant, servicepath) in arrival order, so a device's measures
-stay ordered. The queue is bounded: when it is full ``enqueue`` waits, which stalls the MQTT consumer (and
+them finished. One worker takes what is queued, waits ``window`` seconds for more (longer, up to
+``max_wait``, while a transport reports a backlog of received messages; at most ``max_entities``), and
+issues one write per (tenant, servicepath) in arrival order, so a device's measures stay ordered (with
+``coalesce``, an entity's fragments are first merged into their in-order result). The queue is bounded: when it is full ``enqueue`` waits, which stalls the MQTT consumer (and
 with it Mosquitto, through MQTT v5 flow control) and HTTP requests, instead of dropping anything.
 An HTTP request is answered and an MQTT message acknowledged only after its future resolved.
 """

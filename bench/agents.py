@@ -22,7 +22,7 @@ notifies this process over HTTP; publish→notification received is an upper bou
 adds the notification hop). Reported: p50 and p99.
 
     .venv/bin/python bench/agents.py --store sqlite --messages 100000
-    .venv/bin/python bench/agents.py --store mongo --messages 2000 --devices 200
+    .venv/bin/python bench/agents.py --store mongo --mongo-messages 1000 --mongo-devices 100
 
 Uses MQTT_URL / MONGODB_URL when set, else starts Mosquitto / FerretDB like the tests do (a given
 Mosquitto needs ``max_queued_messages 0`` for backlogs beyond 1,000).
