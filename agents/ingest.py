@@ -1,9 +1,10 @@
 """Grouped writes with backpressure: many measures, few store writes, nothing accepted is lost.
 
 Transports ``enqueue`` already-mapped entities and get a future that resolves once the write that carried
-them finished. One worker takes what is queued, waits at most ``window`` seconds for more (up to
-``max_entities``), and issues one write per (tenant, servicepath) in arrival order, so a device's measures
-stay ordered. The queue is bounded: when it is full ``enqueue`` waits, which stalls the MQTT consumer (and
+them finished. One worker takes what is queued, waits ``window`` seconds for more (longer, up to
+``max_wait``, while a transport reports a backlog of received messages; at most ``max_entities``), and
+issues one write per (tenant, servicepath) in arrival order, so a device's measures stay ordered (with
+``coalesce``, an entity's fragments are first merged into their in-order result). The queue is bounded: when it is full ``enqueue`` waits, which stalls the MQTT consumer (and
 with it Mosquitto, through MQTT v5 flow control) and HTTP requests, instead of dropping anything.
 An HTTP request is answered and an MQTT message acknowledged only after its future resolved.
 """
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +39,16 @@ class _Item:
 
 
 class Ingestor:
-    def __init__(self, writer: Writer, metrics: AgentMetrics, *, window: float = 0.002, max_entities: int = 500,
-                 queue_size: int = 20000) -> None:
+    def __init__(self, writer: Writer, metrics: AgentMetrics, *, window: float = 0.002, max_entities: int = 5000,
+                 max_wait: float = 0.25, queue_size: int = 20000,
+                 coalesce: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> None:
         self.writer = writer
+        self.coalesce = coalesce
+        self.upstream: list[Callable[[], int]] = []  # transports' received-but-not-yet-queued counts
+        self.backlog = 200
         self.metrics = metrics
         self.window = window
+        self.max_wait = max_wait
         self.max_entities = max_entities
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
@@ -87,9 +94,19 @@ class Ingestor:
             batch = [first]
             count = len(first.entities)
             count = self._drain(batch, count)
-            if count < self.max_entities and self.window > 0:
-                await asyncio.sleep(self.window)
-                self._drain(batch, count)
+            # Wait ``window`` for more. While a transport holds a backlog of received messages (waiting
+            # for those costs no latency) keep collecting, up to ``max_entities`` / ``max_wait``:
+            # the repeated measures of an entity then share one store write.
+            deadline = time.perf_counter() + self.max_wait
+            stalled = False  # behind, but the last turn brought nothing: do not spin
+            while count < self.max_entities and self.window > 0:
+                await asyncio.sleep(self.window if stalled or not self._behind() else 0)
+                before, count = count, self._drain(batch, count)
+                if count == before and not self._behind():
+                    break
+                stalled = count == before
+                if time.perf_counter() >= deadline:
+                    break
             try:
                 await self._flush(batch)
             except Exception as exc:  # noqa: BLE001 - keep the worker alive whatever happens
@@ -97,6 +114,11 @@ class Ingestor:
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(WriteFailed(repr(exc)))
+
+    def _behind(self) -> bool:
+        """A transport holds a backlog: more received messages than it handles in one turn (a few
+        arriving every loop iteration under steady load is not one, and must not stretch the batch)."""
+        return any(pending() > self.backlog for pending in self.upstream)
 
     def _drain(self, batch: list[_Item], count: int) -> int:
         while count < self.max_entities:
@@ -114,6 +136,8 @@ class Ingestor:
             groups.setdefault((item.tenant, item.servicepath), []).append(item)
         for (tenant, servicepath), items in groups.items():
             entities = [e for item in items for e in item.entities]
+            if self.coalesce is not None:
+                entities = self.coalesce(entities)
             started = time.perf_counter()
             error: IotaError | None = None
             outcome = None

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from agents.clock import iso_of
 from agents.errors import BadGeocoordinates, BadTimestamp, InvalidExpression, TypeNotFound
 from agents.jexl import (
     UNDEFINED,
@@ -245,7 +246,7 @@ def observed_at(value: datetime) -> str:
     """``observedAt`` as the lib writes it: UTC, milliseconds, ``Z`` (``timezone`` does not show in LD)."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return iso_string(value)
+    return iso_of(value)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -481,10 +482,82 @@ def build_entities(
     """
     groups: Sequence[Mapping[str, Any]] = [measures] if isinstance(measures, Mapping) else measures
     server_now = now or datetime.now(UTC)
+    plan = _plan(device)
     payload: list[dict[str, Any]] = []
     for group in groups:
-        payload.extend(_build_group(device, group, server_now, strict_timestamp, data_type))
+        if plan is not None:
+            payload.extend(_build_plain(device, plan, group, server_now, strict_timestamp, data_type))
+        else:
+            payload.extend(_build_group(device, group, server_now, strict_timestamp, data_type))
     return payload
+
+
+_PLAIN_KEYS = frozenset(("name", "object_id", "type", "skipValue"))
+_RESERVED = ("id", "type", TIMESTAMP_ATTRIBUTE)
+
+
+def _plan(device: DeviceProfile) -> list[tuple[str, str, Any]] | None:
+    """``(object_id, name, type)`` of a device whose attributes are plain renames (no statics, lazy,
+    expressions, metadata, links, entity name expression or attribute list in ``explicitAttrs``): the
+    common case, mapped by :func:`_build_plain` without the expression context. None otherwise."""
+    if (device.static_attributes or device.lazy or device.entity_name_exp
+            or not isinstance(device.explicit_attrs, bool)):
+        return None
+    plan = []
+    for raw in device.attributes:
+        if not _PLAIN_KEYS.issuperset(raw) or raw.get("skipValue"):
+            return None
+        name = raw.get("name") or raw.get("object_id")
+        if not name:
+            continue
+        object_id = raw.get("object_id") or name
+        if name in _RESERVED or object_id in _RESERVED:
+            return None
+        plan.append((object_id, name, raw.get("type")))
+    return plan
+
+
+def _build_plain(
+    device: DeviceProfile,
+    plan: list[tuple[str, str, Any]],
+    raw_measures: Mapping[str, Any],
+    server_now: datetime,
+    strict_timestamp: bool,
+    data_type: DataType,
+) -> list[dict[str, Any]]:
+    """What :func:`_build_group` gives for a :func:`_plan` device (the tests compare both)."""
+    measures = _rename_measures(raw_measures)
+    entity_name, etype = device.name, device.entity_type
+    attrs: list[tuple[str, Any, Any]] = []  # (name, type, value) of the attributes written
+    passing = False
+    leftovers = dict(measures)
+    for object_id, name, atype in plan:
+        if object_id in measures:
+            leftovers.pop(object_id, None)
+            value = measures[object_id]
+            if not strict_equals(value, None):  # provisioned attributes skip null (skipValue's default)
+                attrs.append((name, atype, value))
+                passing = True
+    if device.explicit_attrs is False:
+        for k, v in leftovers.items():
+            passing = True
+            if k != TIMESTAMP_ATTRIBUTE:
+                attrs.append((k, DEFAULT_ATTRIBUTE_TYPE, v))
+    observed: str | None = None
+    if device.timestamp:
+        ts = _timestamp(measures.get(TIMESTAMP_ATTRIBUTE, UNDEFINED), entity_name, strict_timestamp)
+        observed = observed_at(ts or server_now)
+    if not passing:
+        return []
+    entity: dict[str, Any] = {"id": ngsi_ld_id(entity_name, etype), "type": etype}
+    for name, atype, value in attrs:
+        try:
+            converted = convert_attribute(atype, value, None, observed=observed, data_type=data_type)
+        except ValueError:
+            raise BadGeocoordinates(value, {"id": entity_name, "type": etype}) from None
+        if converted is not None:
+            entity[name] = converted
+    return [entity]
 
 
 def _build_group(

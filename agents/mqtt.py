@@ -6,12 +6,13 @@ commands on ``/{apikey}/{deviceId}/cmd`` and configuration on ``/{apikey}/{devic
 Without a prefix the payload decides: JSON objects/arrays are IoTA-JSON, ``k|v`` text is UltraLight.
 
 Scale-out: MQTT v5 shared subscriptions (``$share/<group>/...``), so every agent process sharing the group
-gets a part of the traffic. Delivery: QoS 1 subscriptions with *manual* acknowledgements (paho's
-``manual_ack``): a message is acknowledged only after the write that carried it finished (or it was
-refused for good), so an agent that dies mid-write gets it redelivered on its persistent session.
-The session's Receive Maximum bounds the unacknowledged messages Mosquitto sends us, which is the
-backpressure: when the write queue is full the consumer waits, acks stop, and Mosquitto holds back.
-A supervisor reconnects with exponential backoff and jitter.
+gets a part of the traffic. Delivery: QoS 1 subscriptions, a message is acknowledged only after the write
+that carried it finished (or it was refused for good), on the connection that received it, so an agent
+that dies mid-write gets it redelivered on its persistent session. The session's Receive Maximum bounds
+the unacknowledged messages Mosquitto sends us, which is the backpressure: when the write queue is full
+the consumer waits, acks stop, and Mosquitto holds back; the socket is not read while too many received
+messages wait for the consumer. A supervisor reconnects with exponential backoff and jitter. The MQTT
+client is :mod:`agents.mqttclient` (why: see there).
 """
 
 from __future__ import annotations
@@ -21,17 +22,13 @@ import contextlib
 import logging
 import random
 import socket
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
-
-from agents import iotajson, ultralight
+from agents import iotajson, mqttclient, ultralight
 from agents.command_payload import is_ultralight
 from agents.commands import Commands
 from agents.errors import IotaError, PayloadError
@@ -41,7 +38,9 @@ from agents.southbound import JSON, UL, Southbound
 log = logging.getLogger("agents.mqtt")
 
 TRANSPORT = "mqtt"
-DRAIN = 200  # messages handled from aiomqtt's queue per wake-up of the consumer
+TURN = 200  # messages handled before the consumer lets the writer and the socket reader run
+INBOX_HIGH = 5000  # received, not yet handled: stop reading the socket (bounds QoS 0 bursts too)
+INBOX_LOW = 1000  # ... and read again below this
 KINDS = ("attrs", "cmdexe", "configuration")
 FILTERS = (
     "+/+/attrs", "+/+/attrs/+", "+/+/+/attrs", "+/+/+/attrs/+", "+/+/+/+/attrs", "+/+/+/+/attrs/+",
@@ -86,9 +85,12 @@ def config_dt(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
 
 
+Inbound = tuple[mqttclient.Connection, str, bytes, int, int]  # connection, topic, payload, qos, mid
+
+
 class MqttTransport:
     def __init__(self, url: str, south: Southbound, commands: Commands, metrics: AgentMetrics, *,
-                 share_group: str = "iota", identifier: str | None = None, receive_maximum: int = 2000,
+                 share_group: str = "iota", identifier: str | None = None, receive_maximum: int = 10000,
                  session_expiry: int = 300, max_backoff: float = 30.0) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -103,67 +105,62 @@ class MqttTransport:
         self.receive_maximum = receive_maximum
         self.session_expiry = session_expiry
         self.max_backoff = max_backoff
-        self.client: aiomqtt.Client | None = None
+        self.client: mqttclient.Connection | None = None
         self.connected = False
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._inbox: deque[Inbound] = deque()
+        self._wake = asyncio.Event()
+        self._paused: set[mqttclient.Connection] = set()
         self._pending: set[asyncio.Future[Any]] = set()
         self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        self.south.ingestor.upstream.append(self._inbox.__len__)
+        self._consumer = asyncio.create_task(self._consume(), name="iota-mqtt-consumer")
         self._task = asyncio.create_task(self._supervise(), name="iota-mqtt")
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self._ready.wait(), timeout)
 
     async def close(self) -> None:
-        """Finish the writes in flight (so their messages get acked), then end the session for good."""
+        """Handle what was received, finish the writes in flight (so their messages get acked), then end
+        the session for good."""
         self._closing = True
+        with contextlib.suppress(ValueError):
+            self.south.ingestor.upstream.remove(self._inbox.__len__)
+        for _ in range(500):
+            if not self._inbox or self._consumer is None or self._consumer.done():
+                break
+            await asyncio.sleep(0.01)
         if self._pending:
             await asyncio.wait(list(self._pending), timeout=10)
         client = self.client
-        if client is not None and self._task is not None:
-            props = Properties(PacketTypes.DISCONNECT)
-            if not self._pending:
-                # everything acked: end the session so Mosquitto keeps nothing for us. Otherwise the
-                # session stays (SessionExpiryInterval) and the unacked messages come back on restart.
-                props.SessionExpiryInterval = 0
-            client._client.disconnect(properties=props)  # noqa: SLF001
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self._task), 5)
-        task = self._task
-        if task is not None:
-            # a cancel can be swallowed while aiomqtt is mid-connect: repeat it until the task ends
-            for _ in range(100):
-                if task.done():
-                    break
+        if client is not None:
+            # everything acked: end the session so Mosquitto keeps nothing for us. Otherwise the
+            # session stays (its expiry interval) and the unacked messages come back on restart.
+            await client.disconnect(0 if not self._pending and not self._inbox else None)
+        for task in (self._task, self._consumer):
+            if task is not None and not task.done():
                 task.cancel()
-                await asyncio.wait([task], timeout=0.1)
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                log.warning("MQTT supervisor ended with %r", task.exception())
-
-    def _client(self) -> aiomqtt.Client:
-        props = Properties(PacketTypes.CONNECT)
-        props.ReceiveMaximum = self.receive_maximum
-        props.SessionExpiryInterval = self.session_expiry
-        client = aiomqtt.Client(self.host, self.port, username=self.username, password=self.password,
-                                identifier=self.identifier, protocol=aiomqtt.ProtocolVersion.V5,
-                                clean_start=False, properties=props, keepalive=30,
-                                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-        # aiomqtt acks on receipt; paho's manual_ack lets us ack after the write (at-least-once).
-        client._client.manual_ack_set(True)  # noqa: SLF001 - no public switch in aiomqtt 2.x
-        return client
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._task is not None and not self._task.cancelled() and self._task.exception() is not None:
+            log.warning("MQTT supervisor ended with %r", self._task.exception())
 
     async def _supervise(self) -> None:
         backoff = 0.5
-        while True:
+        while not self._closing:
             try:
-                client = self._client()
-                async with client:
+                client = await mqttclient.connect(
+                    self.host, self.port, self.identifier, self._received, clean_start=False, keepalive=30,
+                    session_expiry=self.session_expiry, receive_maximum=self.receive_maximum,
+                    username=self.username, password=self.password)
+                try:
                     self.client = client
-                    await client.subscribe([(f"$share/{self.share_group}/{f}", SubscribeOptions(qos=1))
-                                            for f in FILTERS])
+                    await client.subscribe([(f"$share/{self.share_group}/{f}", 1) for f in FILTERS])
                     if self._closing:
                         return
                     self.connected = True
@@ -171,29 +168,23 @@ class MqttTransport:
                     backoff = 0.5
                     log.info("MQTT agent subscribed", extra={"fields": {"broker": f"{self.host}:{self.port}",
                                                                         "group": self.share_group}})
-                    queue = client._queue  # noqa: SLF001
-                    async for message in client.messages:
-                        await self._handle(client, message)
-                        # aiomqtt's iterator makes two tasks per message; take what is already queued
-                        # directly (a bounded run, so the writer and the socket reader still get turns)
-                        for _ in range(DRAIN):
-                            try:
-                                message = queue.get_nowait()
-                            except asyncio.QueueEmpty:
-                                break
-                            await self._handle(client, message)
+                    await client.closed
+                    if not self._closing:
+                        log.warning("MQTT connection lost; reconnecting in ~%.1fs", backoff)
+                finally:
+                    self.connected = False
+                    self._ready.clear()
+                    if self.client is client:
+                        self.client = None
+                    client.abort()
             except asyncio.CancelledError:
                 raise
-            except aiomqtt.MqttError as exc:
+            except mqttclient.MqttError as exc:
                 if self._closing:
                     return
-                log.warning("MQTT connection lost (%s); reconnecting in %.1fs", exc, backoff)
+                log.warning("MQTT connection failed (%s); reconnecting in ~%.1fs", exc, backoff)
             except Exception:  # noqa: BLE001 - the supervisor never dies
-                log.exception("MQTT consumer failed; reconnecting in %.1fs", backoff)
-            finally:
-                self.connected = False
-                self._ready.clear()
-                self.client = None
+                log.exception("MQTT consumer failed; reconnecting in ~%.1fs", backoff)
             if self._closing:
                 return
             await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
@@ -201,35 +192,69 @@ class MqttTransport:
 
     # ------------------------------------------------------------------ outbound
     async def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False) -> None:
+        """Publish (commands, configuration answers); QoS 1 returns once Mosquitto acknowledged it."""
         await self.wait_ready()
         assert self.client is not None
-        await self.client.publish(topic, payload, qos=qos, retain=retain)
+        if self.client in self._paused:  # its PUBACK must be read even while the inbox is full
+            self._paused.discard(self.client)
+            self.client.resume_reading()
+        data = payload.encode() if isinstance(payload, str) else payload
+        await self.client.publish(topic, data, qos=qos, retain=retain)
 
     # ------------------------------------------------------------------ inbound
-    @staticmethod
-    def _ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-        if message.qos > 0:
-            client._client.ack(message.mid, message.qos)  # noqa: SLF001
+    def _received(self, conn: mqttclient.Connection, topic: str, payload: bytes, qos: int, mid: int) -> None:
+        """Called by the connection for each PUBLISH, in order: queue it for the consumer."""
+        self._inbox.append((conn, topic, payload, qos, mid))
+        if len(self._inbox) >= INBOX_HIGH and conn not in self._paused:
+            self._paused.add(conn)
+            conn.pause_reading()
+        self._wake.set()
 
-    def _ack_when_done(self, client: aiomqtt.Client, message: aiomqtt.Message, future: asyncio.Future[Any]) -> None:
+    async def _consume(self) -> None:
+        """One consumer, so a device's measures are mapped and queued in arrival order."""
+        inbox = self._inbox
+        while True:
+            if not inbox:
+                self._wake.clear()
+                await self._wake.wait()
+            for _ in range(TURN):
+                if not inbox:
+                    break
+                if self._paused and len(inbox) < INBOX_LOW:
+                    for conn in self._paused:
+                        conn.resume_reading()
+                    self._paused.clear()
+                try:
+                    await self._handle(*inbox.popleft())
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - _handle already answered for the message
+                    log.exception("MQTT consumer error")
+            await asyncio.sleep(0)
+
+    @staticmethod
+    def _ack(client: mqttclient.Connection, qos: int, mid: int) -> None:
+        if qos:
+            client.ack(mid)
+
+    def _ack_when_done(self, client: mqttclient.Connection, topic: str, qos: int, mid: int,
+                       future: asyncio.Future[Any]) -> None:
         self._pending.add(future)
 
         def done(f: asyncio.Future[Any]) -> None:
             self._pending.discard(f)
             if not f.cancelled() and f.exception() is not None:
                 exc = f.exception()
-                log.warning("MQTT measure on %s not written: %s", message.topic.value,
-                            getattr(exc, "message", repr(exc)))
-            if self.client is client:  # a mid belongs to its connection
-                self._ack(client, message)
+                log.warning("MQTT measure on %s not written: %s", topic, getattr(exc, "message", repr(exc)))
+            if qos:
+                client.ack(mid)  # dropped if that connection is gone: Mosquitto redelivers
 
         future.add_done_callback(done)
 
-    async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-        topic = parse_topic(message.topic.value)
-        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+    async def _handle(self, client: mqttclient.Connection, name: str, payload: bytes, qos: int, mid: int) -> None:
+        topic = parse_topic(name)
         if topic is None:
-            self._ack(client, message)
+            self._ack(client, qos, mid)
             return
         try:
             if topic.kind == "attrs":
@@ -242,21 +267,21 @@ class MqttTransport:
         except IotaError as exc:
             if isinstance(exc, PayloadError):
                 self.metrics.received[TRANSPORT] += 1
-                self.south.reject(TRANSPORT, exc, 1, f"MQTT payload on {message.topic.value}")
-            self._ack(client, message)
+                self.south.reject(TRANSPORT, exc, 1, f"MQTT payload on {name}")
+            self._ack(client, qos, mid)
             return
-        except (aiomqtt.MqttError, asyncio.CancelledError):
+        except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a poison message must not loop through reconnects forever
-            log.exception("MQTT message on %s could not be handled", message.topic.value)
+            log.exception("MQTT message on %s could not be handled", name)
             self.metrics.received[TRANSPORT] += 1
             self.metrics.reject(TRANSPORT, "INTERNAL_ERROR")
-            self._ack(client, message)
+            self._ack(client, qos, mid)
             return
         if future is None:
-            self._ack(client, message)
+            self._ack(client, qos, mid)
         else:
-            self._ack_when_done(client, message, future)
+            self._ack_when_done(client, name, qos, mid, future)
 
     def _is_ul(self, topic: Topic, payload: bytes) -> bool:
         if topic.prefix:

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agents.coalesce import coalesce
 from agents.commands import Commands
 from agents.http_south import create_south_app
 from agents.ingest import Ingestor
@@ -68,7 +69,8 @@ def build_agents(broker_app: web.Application, settings: Settings) -> Agents:
         writer = LocalWriter(broker_app, context)
     metrics = AgentMetrics()
     registry = Registry(store, default_resource=settings.iota_default_resource)
-    ingestor = Ingestor(writer, metrics)
+    # in-process, same-entity fragments of a grouped write are merged before the store (agents/coalesce.py)
+    ingestor = Ingestor(writer, metrics, coalesce=coalesce if isinstance(writer, LocalWriter) else None)
     south = Southbound(registry, ingestor, writer, metrics)
     commands = Commands(registry, writer, ingestor, store, metrics,
                         polling_expiration=settings.iota_polling_expiration / 1000,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
+from agents import clock
 from agents.errors import DeviceGroupNotFound, DeviceNotFound, IotaError
 from agents.ingest import Ingestor
 from agents.mapping import build_entities, command_entity
@@ -60,7 +60,7 @@ class Southbound:
         self.metrics.received[transport] += n
         try:
             dev = await self.device(transport, protocol, apikey, device_id, resource)
-            entities = build_entities(dev.profile, groups, now=datetime.now(UTC))
+            entities = build_entities(dev.profile, groups, now=clock.now())
             prepared = await self.writer.prepare(entities)
         except IotaError as exc:
             self.reject(transport, exc, n, f"measure from {apikey}/{device_id}")

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
 import orjson
 from aiohttp import web
 
+from agents import clock
 from agents.errors import InvalidMeasure, WriteFailed
-from agents.jexl import iso_string
 from broker.api import keys
 from broker.entities.expand import (
     ENTITY_MEMBERS,
@@ -93,8 +92,8 @@ class LocalWriter:
         if self._trusted is None or self._trusted.tm is not tm:
             self._trusted = TrustedExpander(tm)
         try:
-            # now_iso()'s exact text, without strftime (one call per measure)
-            return self._trusted.entities(entities, iso_string(datetime.now(UTC)))
+            # now_iso()'s text, formatted once per millisecond
+            return self._trusted.entities(entities, clock.now_iso())
         except NgsiLdError as exc:
             raise InvalidMeasure(exc.detail if hasattr(exc, "detail") else str(exc)) from None
 
@@ -141,16 +140,23 @@ class TrustedExpander:
         self.iris: dict[str, str] = {}  # attribute names already checked → IRI
         self.types: dict[str, list[str]] = {}
         self.ids: set[str] = set()
+        self.instants: dict[str, str] = {}  # observedAt → normalized (measures of a burst share a few)
+        self._full: tuple[str, Expander] | None = None
 
     def entities(self, entities: list[dict[str, Any]], now: str) -> list[dict[str, Any]]:
-        expander = Expander(self.tm, now)
-        return [self.entity(e, now, expander) for e in entities]
+        return [self.entity(e, now) for e in entities]
 
-    def entity(self, body: dict[str, Any], now: str, expander: Expander) -> dict[str, Any]:
+    def _expander(self, now: str) -> Expander:
+        """An ``Expander`` for the rare attribute or entity the fast path leaves to it."""
+        if self._full is None or self._full[0] != now:
+            self._full = (now, Expander(self.tm, now))
+        return self._full[1]
+
+    def entity(self, body: dict[str, Any], now: str, expander: Expander | None = None) -> dict[str, Any]:
         entity_id, entity_type = body.get("id"), body.get("type")
         if (not isinstance(entity_id, str) or not isinstance(entity_type, str)
                 or any(k in ENTITY_MEMBERS for k in body if k != "id" and k != "type")):
-            return expander.entity(body)
+            return (expander or self._expander(now)).entity(body)
         if entity_id not in self.ids:
             check_entity_id(entity_id)
             if len(self.ids) < _CACHE_LIMIT:
@@ -166,7 +172,7 @@ class TrustedExpander:
                 continue
             inst = self._property(name, raw, now)
             if inst is None:
-                iri, instances = expander.attribute(name, raw)
+                iri, instances = (expander or self._expander(now)).attribute(name, raw)
             else:
                 iri, instances = self._iri(name), [inst]
             if iri in attrs:
@@ -193,10 +199,16 @@ class TrustedExpander:
         observed = raw.get("observedAt")
         if observed is not None:
             n -= 1
-            try:
-                observed = normalize_iso(observed)
-            except ValueError:
-                return None
+            normalized = self.instants.get(observed) if isinstance(observed, str) else None
+            if normalized is None:
+                try:
+                    normalized = normalize_iso(observed)
+                except ValueError:
+                    return None
+                if len(self.instants) >= 4096:
+                    self.instants.clear()
+                self.instants[observed] = normalized
+            observed = normalized
         if n != 2:
             return None
         if name not in self.iris:
