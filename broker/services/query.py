@@ -59,6 +59,7 @@ QUERY_PARAMS = frozenset({
     "id", "type", "idPattern", "attrs", "q", "csf", "georel", "geometry", "coordinates", "geoproperty",
     "geometryProperty", "lang", "scopeQ", "options", "format", "limit", "offset", "count", "local", "via",
     "datasetId", "pick", "omit", "join", "joinLevel", "containedBy", "entityMap", "orderBy",
+    "coords",  # NGSIv2's name for coordinates: Orion-LD takes it, ngsi-go's `list entities --coords` sends it
 })
 PURGE_PARAMS = frozenset({
     "id", "type", "idPattern", "q", "csf", "georel", "geometry", "coordinates", "geoproperty", "scopeQ",
@@ -291,7 +292,9 @@ def from_params(params: Mapping[str, str], tm: TermMap, default_limit: int, max_
     scope_q = params.get("scopeQ")
     if scope_q is not None:
         query.scope_q = parse_scope_q(scope_q)
-    query.geo_q = geo_query(params.get("georel"), params.get("geometry"), params.get("coordinates"),
+    coordinates = params.get("coordinates")
+    query.geo_q = geo_query(params.get("georel"), params.get("geometry"),
+                            params.get("coords") if coordinates is None else coordinates,
                             params.get("geoproperty"), tm)
     options = options_of({"options": multi_options} if multi_options is not None else params)
     query.limit, query.offset, query.count = paging(params, default_limit, max_limit, options)

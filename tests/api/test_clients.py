@@ -52,6 +52,27 @@ async def test_ngsi_go_list_entities_sends_options_count(client: TestClient) -> 
     assert (await resp.json())["type"].endswith("/InvalidRequest")
 
 
+async def test_ngsi_go_geo_query_sends_coords(client: TestClient) -> None:
+    """`ngsi list entities --georel ... --geometry Point --coords [..]` names the coordinates ``coords``
+    (NGSIv2's parameter), which Orion-LD also takes on NGSI-LD queries."""
+    body = [{"id": f"urn:ngsi-ld:Building:{n}", "type": "Building",
+             "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": lonlat}}}
+            for n, lonlat in (("near", [13.3903, 52.5075]), ("far", [13.3986, 52.5547]))]
+    resp = await client.post("/ngsi-ld/v1/entityOperations/create", data=orjson.dumps(body),
+                             headers={"Content-Type": "application/json"})
+    assert resp.status == 201, await resp.text()
+    query = ("type=Building&georel=near%3BmaxDistance%3D%3D2000&geometry=Point"
+             "&coords=%5B13.3777%2C52.5162%5D&options=count&limit=100&offset=0")
+    resp = await client.get(f"{URL}?{query}")
+    assert resp.status == 200, await resp.text()
+    assert [e["id"] for e in await resp.json()] == ["urn:ngsi-ld:Building:near"]
+    # coordinates wins when both are there; coords alone is still validated
+    resp = await client.get(f"{URL}?{query}&coordinates=%5B13.3986%2C52.5547%5D")
+    assert [e["id"] for e in await resp.json()] == ["urn:ngsi-ld:Building:far"]
+    resp = await client.get(f"{URL}?type=Building&georel=near%3BmaxDistance%3D%3D2000&geometry=Point&coords=oops")
+    assert resp.status == 400
+
+
 async def test_ngsi_go_version_at_orion_ld_path(client: TestClient) -> None:
     """`ngsi version --host <ld broker>` calls Orion-LD's ``/ngsi-ld/ex/v1/version``."""
     resp = await client.get("/ngsi-ld/ex/v1/version")
