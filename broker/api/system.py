@@ -39,3 +39,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/version", version)
+    # Orion-LD's path: ngsi-go's `ngsi version` asks it of every NGSI-LD broker of type orion-ld (its default)
+    app.router.add_get("/ngsi-ld/ex/v1/version", version)

@@ -13,7 +13,12 @@ DEFAULT_CORE_URL = CORE_BASE + "ngsi-ld-core-context-v1.8.jsonld"
 NGSI_LD = "https://uri.etsi.org/ngsi-ld/"
 DEFAULT_VOCAB = NGSI_LD + "default-context/"
 
-# URL -> file in broker/jsonld/contexts. The unversioned URL is the v1.0 document.
+# The unversioned URL is the v1.0 document. It maps ``name``, ``description``, ``title``, ``start``,
+# ``end``... to ngsi-ld: IRIs that later versions dropped; ngsildclient and older tutorials name it
+# as "the core context", so request contexts read it as the broker's own core (as Orion-LD does).
+LEGACY_CORE_URL = CORE_BASE + "ngsi-ld-core-context.jsonld"
+
+# URL -> file in broker/jsonld/contexts.
 _CORE_FILES = {
     CORE_BASE + "ngsi-ld-core-context.jsonld": "ngsi-ld-core-context.jsonld",
     **{CORE_BASE + f"ngsi-ld-core-context-v1.{n}.jsonld": f"ngsi-ld-core-context-v1.{n}.jsonld"

@@ -32,7 +32,7 @@ from pyld import jsonld
 
 from ..errors import BadRequestData, LdContextNotAvailable
 from ..timeutil import now_iso
-from .core import CORE_URLS, DEFAULT_CORE_URL, core_document, is_core_url
+from .core import CORE_URLS, DEFAULT_CORE_URL, LEGACY_CORE_URL, core_document, is_core_url
 from .termmap import TermMap
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,8 @@ class ContextResolver:
         return TermMap(key, context, active.get("mappings", {}), active.get("@vocab"))
 
     def _loader(self, url: str, options: Any = None) -> dict[str, Any]:
-        doc = self.document_now(url)
+        # the v1.0 core URL stands for the broker's core context (see core.LEGACY_CORE_URL)
+        doc = self.document_now(self.default_core if url == LEGACY_CORE_URL else url)
         if doc is None:
             raise LdContextNotAvailable(f"@context {url} was not loaded")
         ctx = doc.get("@context")

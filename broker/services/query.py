@@ -59,6 +59,7 @@ QUERY_PARAMS = frozenset({
     "id", "type", "idPattern", "attrs", "q", "csf", "georel", "geometry", "coordinates", "geoproperty",
     "geometryProperty", "lang", "scopeQ", "options", "format", "limit", "offset", "count", "local", "via",
     "datasetId", "pick", "omit", "join", "joinLevel", "containedBy", "entityMap", "orderBy",
+    "coords",  # NGSIv2's name for coordinates: Orion-LD takes it, ngsi-go's `list entities --coords` sends it
 })
 PURGE_PARAMS = frozenset({
     "id", "type", "idPattern", "q", "csf", "georel", "geometry", "coordinates", "geoproperty", "scopeQ",
@@ -122,9 +123,17 @@ def bool_value(raw: str | None, name: str) -> bool:
     raise BadRequestData(f"Parameter {name} must be true or false")
 
 
-def paging(params: Mapping[str, str], default_limit: int, max_limit: int) -> tuple[int, int, bool]:
-    """(limit, offset, count) with the NGSI-LD rules: limit=0 only with count, above max 403."""
+def paging(params: Mapping[str, str], default_limit: int, max_limit: int,
+           options: set[str] | None = None) -> tuple[int, int, bool]:
+    """(limit, offset, count) with the NGSI-LD rules: limit=0 only with count, above max 403.
+
+    ``options=count`` is taken as ``count=true`` and removed from ``options``: Orion-LD keeps that
+    NGSIv2 spelling and ngsi-go sends it on every ``ngsi list entities`` page.
+    """
     count = bool_value(params.get("count"), "count")
+    if options is not None and "count" in options:
+        options.discard("count")
+        count = True
     limit = int_param(params.get("limit"), "limit", default_limit)
     offset = int_param(params.get("offset"), "offset", 0)
     if limit == 0 and not count:
@@ -283,11 +292,13 @@ def from_params(params: Mapping[str, str], tm: TermMap, default_limit: int, max_
     scope_q = params.get("scopeQ")
     if scope_q is not None:
         query.scope_q = parse_scope_q(scope_q)
-    query.geo_q = geo_query(params.get("georel"), params.get("geometry"), params.get("coordinates"),
+    coordinates = params.get("coordinates")
+    query.geo_q = geo_query(params.get("georel"), params.get("geometry"),
+                            params.get("coords") if coordinates is None else coordinates,
                             params.get("geoproperty"), tm)
-    query.limit, query.offset, query.count = paging(params, default_limit, max_limit)
-    local = bool_value(params.get("local"), "local")
     options = options_of({"options": multi_options} if multi_options is not None else params)
+    query.limit, query.offset, query.count = paging(params, default_limit, max_limit, options)
+    local = bool_value(params.get("local"), "local")
     pick, omit = projections(params, attrs)
     render = render_options(params, options, tm, attrs, (pick, omit))
     join = join_options(params.get("join"), params.get("joinLevel"), params.get("containedBy"))
@@ -394,14 +405,14 @@ def from_body(body: Any, params: Mapping[str, str], tm: TermMap, default_limit: 
     if parsed.geoQ is not None:
         g = parsed.geoQ
         query.geo_q = geo_query(g.georel, g.geometry, g.coordinates, g.geoproperty, tm)
-    query.limit, query.offset, query.count = paging(params, default_limit, max_limit)
+    options = options_of({"options": multi_options} if multi_options is not None else params)
+    query.limit, query.offset, query.count = paging(params, default_limit, max_limit, options)
     local = bool(parsed.local) or bool_value(params.get("local"), "local")
     rep: dict[str, Any] = dict(params)
     for key in ("pick", "omit", "lang"):
         value = getattr(parsed, key)
         if value is not None:
             rep[key] = value
-    options = options_of({"options": multi_options} if multi_options is not None else params)
     pick, omit = projections(rep, attrs)
     render = render_options(rep, options, tm, attrs, (pick, omit))
     join = join_options(parsed.join if parsed.join is not None else params.get("join"),
