@@ -11,7 +11,7 @@ ERROR_BASE = "https://uri.etsi.org/ngsi-ld/errors/"
 
 
 class NgsiLdError(Exception):
-    """Base of every error the API reports as a ProblemDetails body (``application/json``, clause 5.5.3)."""
+    """Base of every error the API reports as ``application/problem+json``."""
 
     type_name = "InternalError"
     status = 500

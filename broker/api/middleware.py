@@ -1,4 +1,4 @@
-"""One middleware renders every error as a ProblemDetails body (RFC 7807) typed ``application/json``."""
+"""One middleware renders every error as ``application/problem+json``."""
 
 from __future__ import annotations
 
@@ -20,9 +20,7 @@ from ..errors import (
 
 log = logging.getLogger("broker.api")
 
-# Clause 5.5.3: ProblemDetails, but with the plain JSON MIME type "so that old clients or existing tools
-# are not broken" (ngsijs refuses anything else); Orion-LD and Stellio answer application/json too.
-PROBLEM = "application/json"
+PROBLEM = "application/problem+json"
 
 
 def problem_response(err: NgsiLdError) -> web.Response:

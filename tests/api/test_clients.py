@@ -123,15 +123,3 @@ async def test_ngsildclient_trailing_slash_paths(client: TestClient) -> None:
         headers=LD)
     assert resp.status == 201, await resp.text()
     assert resp.headers["Location"].startswith("/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:")
-
-
-async def test_ngsijs_parses_errors_only_as_plain_json(client: TestClient) -> None:
-    """ngsijs reads an error body only when Content-Type is exactly application/json (or ld+json);
-    clause 5.5.3 asks for application/json, not application/problem+json."""
-    resp = await client.get(f"{URL}/urn:ngsi-ld:Shelf:nope",
-                            headers={"Accept": "application/ld+json, application/json"})
-    assert resp.status == 404
-    assert resp.headers["Content-Type"] == "application/json"
-    assert (await resp.json())["type"] == "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound"
-    resp = await client.post(URL, data=b"{", headers={"Content-Type": "application/json"})
-    assert resp.status == 400 and resp.headers["Content-Type"] == "application/json"

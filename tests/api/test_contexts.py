@@ -16,7 +16,7 @@ LINK = '<{}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+j
 
 async def problem(resp, status: int, type_name: str) -> dict:  # type: ignore[no-untyped-def]
     assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/json"
+    assert resp.content_type == "application/problem+json"
     body = await resp.json()
     assert body["type"] == ERR + type_name
     return body

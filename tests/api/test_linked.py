@@ -57,7 +57,7 @@ async def get(client: TestClient, query: str) -> Any:
 
 async def problem(resp, status: int, type_name: str) -> dict:  # type: ignore[no-untyped-def]
     assert resp.status == status, await resp.text()
-    assert resp.headers["Content-Type"].startswith("application/json")
+    assert resp.headers["Content-Type"].startswith("application/problem+json")
     body = await resp.json(content_type=None)
     assert body["type"] == ERR + type_name and body["detail"], body
     return body

@@ -41,7 +41,7 @@ def test_errors_are_problem_details() -> None:
                 if not status.startswith(("4", "5")) or path in ("/ready",):
                     continue
                 resp = responses[resp["$ref"].rsplit("/", 1)[1]] if "$ref" in resp else resp
-                schema = resp["content"]["application/json"]["schema"]
+                schema = resp["content"]["application/problem+json"]["schema"]
                 assert schema == {"$ref": PROBLEM}, f"{method} {path} {status}"
 
 

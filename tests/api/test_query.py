@@ -45,7 +45,7 @@ async def ids(client: TestClient, query: str) -> list[str]:
 
 async def problem(resp, status: int, type_name: str) -> dict:  # type: ignore[no-untyped-def]
     assert resp.status == status, await resp.text()
-    assert resp.headers["Content-Type"].startswith("application/json")
+    assert resp.headers["Content-Type"].startswith("application/problem+json")
     body = await resp.json(content_type=None)
     assert body["type"] == ERR + type_name, body
     return body

@@ -41,7 +41,7 @@ async def get(client: TestClient, entity_id: str, query: str = "", **headers: st
 
 async def problem(resp, status: int, type_name: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     assert resp.status == status, await resp.text()
-    assert resp.headers["Content-Type"].startswith("application/json")
+    assert resp.headers["Content-Type"].startswith("application/problem+json")
     body = await resp.json(content_type=None)
     assert body["type"] == ERR + type_name, body
     assert body["status"] == status

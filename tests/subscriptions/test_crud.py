@@ -28,7 +28,7 @@ async def create(client: TestClient, body: dict[str, Any], headers: dict[str, st
 
 async def problem(resp: Any, status: int, kind: str) -> str:
     assert resp.status == status, await resp.text()
-    assert resp.headers["Content-Type"].startswith("application/json")
+    assert resp.headers["Content-Type"].startswith("application/problem+json")
     body = await resp.json(content_type=None)
     assert body["type"] == ERR + kind, body
     return body["detail"]
