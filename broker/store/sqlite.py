@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sortedcontainers import SortedKeyList
 
 from ..errors import AlreadyExists
-from ..query.ast import And, Comparison, TypeName, Value, ValueList
+from ..query.ast import And, Comparison, Range, TypeName, Value, ValueList
 from ..query.compiled import _plain_candidates
 from ..query.model import EntityQuery
 from ..query.values import normalize_datetime
@@ -72,6 +73,43 @@ def _entity_keys(entity: Doc, attr: str) -> set[IndexKey]:
     return keys
 
 
+MAX_RANGE_INDEXES = 16  # attributes per tenant with an ordered numeric index
+RANGE_SHARE = 0.01  # a range term narrows a scan when at most this share of the entities meet it
+
+
+def _numbers(entity: Doc, attr: str) -> set[float]:
+    """The numeric candidates (not booleans, not NaN) an order comparison on ``attr`` looks at."""
+    out: set[float] = set()
+    instances = entity.get("attrs", {}).get(attr)
+    if isinstance(instances, list):
+        for inst in instances:
+            for v in _plain_candidates(inst)[1]:
+                if (type(v) is int or type(v) is float) and v == v:
+                    out.add(v)
+    return out
+
+
+def _range_terms(q: Any) -> list[tuple[str, float | None, bool, float | None, bool]]:
+    """(attribute, low, low inclusive, high, high inclusive) of the top-level numeric order terms
+    (``attr>n``, ``attr<=n``, ``attr==a..b``) every match must satisfy; None is an open end."""
+    terms = [q] if isinstance(q, Comparison) else list(q.items) if isinstance(q, And) else []
+    found: list[tuple[str, float | None, bool, float | None, bool]] = []
+    for term in terms:
+        if not isinstance(term, Comparison):
+            continue
+        path, op, operand = term.path, term.op, term.operand
+        if path.subs or path.member is not None or path.keys:
+            continue
+        if isinstance(operand, Value) and operand.kind == "number" and op in (">", ">=", "<", "<="):
+            n = operand.value
+            found.append((path.attr, n, op == ">=", None, False) if op[0] == ">" else
+                         (path.attr, None, False, n, op == "<="))
+        elif (op == "==" and isinstance(operand, Range) and operand.low.kind == "number"
+              and operand.high.kind == "number"):
+            found.append((path.attr, operand.low.value, True, operand.high.value, True))
+    return found
+
+
 def _literal_keys(operand: Any) -> list[IndexKey] | None:
     """Index keys an ``==`` operand matches exactly, or None when the index cannot answer it."""
     items = operand.items if isinstance(operand, ValueList) else (operand,)
@@ -106,6 +144,19 @@ def _equality_terms(q: Any) -> list[tuple[str, list[IndexKey]]]:
     return found
 
 
+def _first(pair: tuple[float, str]) -> float:
+    return pair[0]
+
+
+def _range_ids(ordered: SortedKeyList, low: float | None, low_in: bool, high: float | None,
+               high_in: bool) -> tuple[int, int]:
+    """Positions [start, stop) of the pairs whose number lies in the range."""
+    start = 0 if low is None else (ordered.bisect_key_left(low) if low_in else ordered.bisect_key_right(low))
+    stop = len(ordered) if high is None else (ordered.bisect_key_right(high) if high_in
+                                              else ordered.bisect_key_left(high))
+    return start, max(start, stop)
+
+
 class _Tenant:
     """In-memory view of one tenant: entities in query order, plus a per-type index.
 
@@ -115,7 +166,7 @@ class _Tenant:
     re-sorted once before the next read that iterates it.
     """
 
-    __slots__ = ("entities", "by_type", "seq", "_last", "_unsorted", "_unsorted_types", "values")
+    __slots__ = ("entities", "by_type", "seq", "_last", "_unsorted", "_unsorted_types", "values", "ranges")
 
     def __init__(self) -> None:
         self.entities: dict[str, Doc] = {}
@@ -127,9 +178,18 @@ class _Tenant:
         # Equality indexes, built on first use by a query and kept current by every write:
         # attribute IRI -> value key -> ids of the entities holding that value.
         self.values: dict[str, dict[IndexKey, set[str]]] = {}
+        # Ordered numeric indexes, built on first use by a range term of q: attribute IRI -> sorted
+        # (number, id) pairs, so a selective ``attr>n`` is answered by bisection instead of a scan.
+        self.ranges: dict[str, SortedKeyList] = {}
 
     def _index(self, entity: Doc, add: bool) -> None:
         eid = entity["id"]
+        for attr, ordered in self.ranges.items():
+            for n in _numbers(entity, attr):
+                if add:
+                    ordered.add((n, eid))
+                else:
+                    ordered.discard((n, eid))
         for attr, index in self.values.items():
             for key in _entity_keys(entity, attr):
                 if add:
@@ -152,6 +212,15 @@ class _Tenant:
             self.values[attr] = index
         return index
 
+    def range_index(self, attr: str) -> SortedKeyList | None:
+        """The ordered numeric index of ``attr``, built now if there is room for one more."""
+        ordered = self.ranges.get(attr)
+        if ordered is None and len(self.ranges) < MAX_RANGE_INDEXES:
+            ordered = SortedKeyList(((n, e["id"]) for e in self.entities.values() for n in _numbers(e, attr)),
+                                    key=_first)
+            self.ranges[attr] = ordered
+        return ordered
+
     def _append(self, bucket: dict[str, Doc], name: str, entity: Doc) -> bool:
         """Append; False when the entity sorts before the bucket's last one."""
         key = _order_key(entity)
@@ -163,7 +232,7 @@ class _Tenant:
         return False
 
     def add(self, entity: Doc) -> None:
-        if self.values:
+        if self.values or self.ranges:
             self._index(entity, True)
         if not self._append(self.entities, "", entity):
             self._unsorted = True
@@ -174,7 +243,7 @@ class _Tenant:
     def remove(self, entity_id: str) -> Doc | None:
         old = self.entities.pop(entity_id, None)
         if old is not None:
-            if self.values:
+            if self.values or self.ranges:
                 self._index(old, False)
             for t in old.get("type", ()):
                 bucket = self.by_type.get(t)
@@ -189,7 +258,7 @@ class _Tenant:
     def replace(self, entity: Doc) -> None:
         """Keep the entity's place in query order while its types may change."""
         old = self.entities[entity["id"]]
-        if self.values:
+        if self.values or self.ranges:
             self._index(old, False)
             self._index(entity, True)
         for t in old.get("type", ()):
@@ -445,6 +514,17 @@ class SqliteStore(Store):
             size = sum(len(ids) for ids in sets)  # sized before any set is copied
             if size < best_size:
                 best, best_size = sets, size
+        # A numeric range term is sized by bisection; its ids are gathered only when few entities meet
+        # it (gathering costs more than the scan it saves otherwise). No match at all ends the query.
+        range_cap = int(len(t.entities) * RANGE_SHARE)
+        for attr, low, low_in, high, high_in in _range_terms(query.q):
+            ordered = t.range_index(attr)
+            if ordered is None:
+                continue
+            start, stop = _range_ids(ordered, low, low_in, high, high_in)
+            if stop - start < min(best_size, range_cap + 1):
+                best = [{eid for _, eid in ordered.islice(start, stop)}]
+                best_size = stop - start
         return best
 
     async def query_entities(self, tenant: str, query: EntityQuery) -> tuple[list[Doc], int | None]:

@@ -1,4 +1,5 @@
-"""The embedded store's equality index answers exactly what a full scan answers, across writes."""
+"""The embedded store's equality and numeric range indexes answer exactly what a full scan answers,
+across writes."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def make(i: int, rng: random.Random) -> dict:
         V + "flag": [{"type": "Property", "value": rng.choice([True, False, 1, 0])}],
         V + "serves": [{"type": "Relationship", "object": f"urn:ngsi-ld:D:{rng.randint(0, 30)}"}],
         V + "name": [{"type": "LanguageProperty", "languageMap": {"en": station, "pt": "x"}}],
+        # numbers of both kinds, a numeric string, a boolean, a list and a NaN: only numbers count
+        V + "temp": [{"type": "Property", "value": rng.choice([
+            round(rng.random() * 100, 2), rng.randint(0, 100), "99", True, [98.5, 1], float("nan")])},
+            {"type": "Property", "value": round(rng.random() * 100, 1), "datasetId": "urn:ds:2"}],
     }
     return {"id": f"urn:ngsi-ld:E:{i:05d}", "type": [V + rng.choice(["T1", "T2"])],
             "createdAt": f"2024-01-01T00:00:{i % 60:02d}.000Z", "modifiedAt": "x", "attrs": attrs}
@@ -33,7 +38,9 @@ def make(i: int, rng: random.Random) -> dict:
 
 QUERIES = ['station=="nowhere"', 'station=="nowhere",s5', 'station=="s7"', 'station=="a",s3;level>4', 'level==3;serves=="urn:ngsi-ld:D:4"',
            'flag==true', 'flag==1', 'name=="s9"', 'level==2..3;station=="s1"', 'station=="s2"|level==1',
-           'serves==urn:ngsi-ld:D:7,urn:ngsi-ld:D:8']
+           'serves==urn:ngsi-ld:D:7,urn:ngsi-ld:D:8',
+           'temp>97', 'temp>=99.5;station=="a"', 'temp<1', 'temp<=0.5', 'temp==3..4', 'temp>100', 'temp>=100',
+           'temp>98;temp<99', 'temp>99|level==1', 'level>8;temp>90']
 
 
 async def check_all(store: SqliteStore, entities: dict[str, dict]) -> None:
@@ -59,6 +66,7 @@ async def test_index_matches_scan_across_writes(tmp_path) -> None:  # type: igno
             entities[e["id"]] = e
         await check_all(store, entities)  # builds the indexes
         assert store._tenants[""].values, "the equality index was not used"
+        assert store._tenants[""].ranges, "the range index was not used"
         for i in rng.sample(range(1500), 300):  # updates move entities between index keys
             eid = f"urn:ngsi-ld:E:{i:05d}"
             new = make(i, rng)
