@@ -83,7 +83,7 @@ _VALID_NAMES: set[str] = set()  # names already checked: the same few recur in e
 
 def check_name(name: Any, what: str = "attribute") -> str:
     """A term or IRI usable as a name; ``@``-names are JSON-LD keywords, never attributes or types."""
-    if name in _VALID_NAMES:
+    if type(name) is str and name in _VALID_NAMES:  # the type test first: a list or dict is unhashable
         return name
     if (not isinstance(name, str) or not name or len(name) > 512 or _NAME_FORBIDDEN.search(name)
             or name.startswith("@")):
@@ -155,7 +155,8 @@ def check_geometry(value: Any) -> None:
 
 
 def _is_geojson(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("type") in GEO_TYPES and "coordinates" in value
+    return isinstance(value, dict) and type(value.get("type")) is str and value["type"] in GEO_TYPES \
+        and "coordinates" in value
 
 
 _FRAGMENT_MEMBERS = frozenset({"datasetId", "observedAt", "unitCode", "objectType"})
@@ -166,7 +167,8 @@ def _is_fragment(raw: dict[str, Any]) -> bool:
     for key, v in raw.items():
         if key in _FRAGMENT_MEMBERS or v == NGSILD_NULL:
             return True
-        if isinstance(v, dict) and (v.get("type") in ATTR_TYPES or any(m in v for m in VALUE_MEMBERS)):
+        if isinstance(v, dict) and ((type(v.get("type")) is str and v["type"] in ATTR_TYPES)
+                                    or any(m in v for m in VALUE_MEMBERS)):
             return True
     return False
 
@@ -284,7 +286,11 @@ class Expander:
             elif key == "objectType":
                 if attr_type is not None and attr_type not in ("Relationship", "ListRelationship"):
                     raise BadRequestData(f"Attribute {name}: objectType only applies to relationships")
-                inst["objectType"] = [self.tm.expand(x) for x in v] if isinstance(v, list) else self.tm.expand(v)
+                names = v if isinstance(v, list) else [v]
+                if not names:
+                    raise BadRequestData(f"Attribute {name}: objectType must not be empty")
+                iris = [self.tm.expand(check_name(x, "objectType")) for x in names]
+                inst["objectType"] = iris if isinstance(v, list) else iris[0]
             elif key == "lang":
                 continue
             elif key.startswith("previous"):
@@ -310,7 +316,7 @@ class Expander:
         Expansion runs for every attribute of every write: this keeps it a few dict operations.
         """
         t = raw.get("type")
-        member = _PLAIN_MEMBER.get(t)  # type: ignore[arg-type]
+        member = _PLAIN_MEMBER.get(t) if type(t) is str else None
         if member is None or member not in raw:
             return None
         v = raw[member]

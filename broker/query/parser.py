@@ -316,9 +316,11 @@ def parse_scope_q(text: str) -> ScopeNode:
 # -------------------------------------------------------------------------------------------- geo
 
 
-def _freeze(value: Any) -> Any:
+def _freeze(value: Any, depth: int = 0) -> Any:
     if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
+        if depth >= 4:  # a MultiPolygon nests four arrays; deeper input is no geometry (nor a deep recursion)
+            raise BadRequestData("Invalid geoQ coordinates: arrays nested too deep")
+        return tuple(_freeze(v, depth + 1) for v in value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadRequestData(f"Invalid geoQ coordinates: {value!r} is not a number")
     if not math.isfinite(value):
@@ -366,6 +368,8 @@ def parse_geoq(georel: str, geometry: str, coordinates: str | list, geoproperty:
         text = coordinates.strip()
         try:
             coords = json.loads(text)
+        except RecursionError:
+            raise BadRequestData("Invalid geoQ coordinates: arrays nested too deep") from None
         except ValueError:
             try:  # tolerated shorthand: coordinates=8,40
                 coords = json.loads(f"[{text}]")

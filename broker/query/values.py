@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from broker.errors import BadRequestData
 from broker.query.ast import Value
 
 NUMBER_RE = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
@@ -47,7 +48,10 @@ def classify_unquoted(text: str) -> Value:
     if NUMBER_RE.fullmatch(text):
         if any(c in text for c in ".eE"):
             return Value("number", float(text))
-        return Value("number", int(text))
+        try:
+            return Value("number", int(text))
+        except ValueError:  # beyond Python's 4300-digit limit for int(): no real attribute holds it
+            raise BadRequestData(f"Number too long in query: {text[:20]}...") from None
     if normalize_datetime(text) is not None:
         return Value("datetime", text)
     if DATE_RE.fullmatch(text):

@@ -1,0 +1,78 @@
+"""Malformed and hostile input found by fuzzing: every one is a 4xx problem, never a 500, and a refused
+write changes nothing (on both stores)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from tests.entities.helpers import ENTITIES, Recorder, create, get, problem, send, url
+
+EID = "urn:ngsi-ld:Room:1"
+OPS = "/ngsi-ld/v1/entityOperations"
+ROOM = {"id": EID, "type": "Room", "temperature": {"type": "Property", "value": 21},
+        "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Person:1"}}
+
+
+async def test_unhashable_json_where_a_name_is_expected(client: TestClient) -> None:
+    """Objects and arrays where a type or name string belongs are a 400 (they raised TypeError)."""
+    await create(client, ROOM)
+    before = await get(client, EID)
+    rec = Recorder(client)
+    bad_entities: list[dict[str, Any]] = [
+        {"id": "urn:ngsi-ld:Room:2", "type": {}},
+        {"id": "urn:ngsi-ld:Room:2", "type": [["Room"]]},
+        {"id": "urn:ngsi-ld:Room:2", "type": "Room", "a": {"type": {"x": 1}, "value": 1}},
+        {"id": "urn:ngsi-ld:Room:2", "type": "Room", "a": {"type": [], "value": 1}},
+        {"id": "urn:ngsi-ld:Room:2", "type": "Room", "a": {"value": {"type": ["Point"], "coordinates": 1},
+                                                            "observedAt": {}}},
+        {"id": "urn:ngsi-ld:Room:2", "type": "Room",
+         "a": {"type": "Relationship", "object": "urn:a:b", "objectType": {"x": 1}}},
+        {"id": "urn:ngsi-ld:Room:2", "type": "Room",
+         "a": {"type": "Relationship", "object": "urn:a:b", "objectType": [None]}},
+    ]
+    for body in bad_entities:
+        await problem(await send(client, "POST", ENTITIES, body), 400, "BadRequestData")
+        resp = await send(client, "POST", f"{OPS}/create", [body])
+        assert resp.status == 207, await resp.text()
+        assert (await resp.json())["errors"][0]["error"]["status"] == 400
+    assert (await client.get(url("urn:ngsi-ld:Room:2"))).status == 404
+    for method, path, body in (
+            ("PATCH", url(EID), {"type": {}}),
+            ("PATCH", url(EID), {"temperature": {"observedAt": "2026-01-01T00:00:00Z", "x": {"type": {}}}}),
+            ("PATCH", url(EID), {"temperature": {"x": {"type": [], "value": 1}}}),
+            ("PATCH", url(EID, "attrs", "temperature"), {"type": {"a": 1}, "value": 3}),
+            ("PUT", url(EID, "attrs", "temperature"), {"type": [1], "value": 3}),
+            ("POST", url(EID, "attrs"), {"temperature": {"type": {}, "value": 3}}),
+            ("PATCH", url(EID, "attrs"), {"temperature": {"type": [], "value": 3}})):
+        resp = await send(client, method, path, body, "application/merge-patch+json" if method == "PATCH"
+                          and path == url(EID) else "application/json")
+        await problem(resp, 400, "BadRequestData")
+    for op in ("update", "merge", "upsert"):
+        resp = await send(client, "POST", f"{OPS}/{op}", [{"id": EID, "type": "Room",
+                                                          "temperature": {"type": {"x": 1}, "value": 1}}])
+        assert resp.status == 207, await resp.text()
+    assert rec.events == []
+    assert await get(client, EID) == before
+
+
+async def test_oversized_numbers_and_deep_nesting_in_queries(client: TestClient) -> None:
+    await create(client, ROOM)
+    for query in ("type=Room&q=temperature==" + "1" * 5000,
+                  "type=Room&georel=intersects&geometry=Point&coordinates=" + "[" * 1100 + "]" * 1100,
+                  "type=Room&georel=intersects&geometry=Point&coordinates=" + "[" * 6 + "1,2" + "]" * 6,
+                  "type=Room&pick=" + "owner{" * 20 + "id" + "}" * 20,
+                  "type=Room&omit=" + "owner{" * 20 + "id" + "}" * 20):
+        await problem(await client.get(f"{ENTITIES}?{query}"), 400, "BadRequestData")
+        if "pick" not in query and "omit" not in query:
+            await problem(await client.delete(f"{ENTITIES}?{query}"), 400, "BadRequestData")
+    deep = "[" * 1000 + "1,2" + "]" * 1000  # deeper than Python's recursion limit, within orjson's
+    body = ('{"type": "Query", "entities": [{"type": "Room"}], '
+            f'"geoQ": {{"georel": "intersects", "geometry": "Point", "coordinates": {deep}}}}}')
+    resp = await client.post(f"{OPS}/query", data=body, headers={"Content-Type": "application/json"})
+    await problem(resp, 400, "BadRequestData")
+    # nesting within the limits still works
+    resp = await client.get(f"{ENTITIES}?type=Room&pick=id,owner{{id}}&join=inline")
+    assert resp.status == 200, await resp.text()
+    assert (await get(client, EID))["temperature"]["value"] == 21
