@@ -3,10 +3,15 @@ write changes nothing (on both stores)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import orjson
 from aiohttp.test_utils import TestClient
 
+from broker.api.middleware import MAX_HEADER_BYTES, MAX_LINE_BYTES, ProblemAppRunner
+from broker.app import create_app
+from tests.conftest import test_settings as settings_for_tests
 from tests.entities.helpers import ENTITIES, Recorder, create, get, problem, send, url
 
 EID = "urn:ngsi-ld:Room:1"
@@ -76,3 +81,44 @@ async def test_oversized_numbers_and_deep_nesting_in_queries(client: TestClient)
     resp = await client.get(f"{ENTITIES}?type=Room&pick=id,owner{{id}}&join=inline")
     assert resp.status == 200, await resp.text()
     assert (await get(client, EID))["temperature"]["value"] == 21
+
+
+async def _raw(port: int, head: bytes) -> tuple[int, dict[str, str], bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head)
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    status_line, _, rest = data.partition(b"\r\n")
+    raw_headers, _, body = rest.partition(b"\r\n\r\n")
+    headers = dict(line.decode().split(": ", 1) for line in raw_headers.split(b"\r\n") if b": " in line)
+    return int(status_line.split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+async def test_protocol_errors_are_problems_and_long_queries_fit() -> None:
+    """Request lines and headers beyond aiohttp's 8190 bytes: real queries fit (id= with hundreds of URNs);
+    beyond the broker's limits, and for malformed HTTP, the answer is problem+json, not text/plain."""
+    runner = ProblemAppRunner(create_app(settings_for_tests()), access_log=None)
+    await runner.setup()
+    try:
+        from aiohttp import web
+
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        ids = ",".join(f"urn:ngsi-ld:Room:{i:06d}" for i in range(600))  # ~14 KB
+        status, _, body = await _raw(port, f"GET {ENTITIES}?type=Room&id={ids} HTTP/1.1\r\nHost: x\r\n"
+                                     "Connection: close\r\n\r\n".encode())
+        assert status == 200, body
+        assert orjson.loads(body) == []
+        cases = ((b"GET " + ENTITIES.encode() + b"?type=Room&x=" + b"a" * MAX_LINE_BYTES + b" HTTP/1.1\r\n\r\n", 414),
+                 (b"GET " + ENTITIES.encode() + b"?type=Room HTTP/1.1\r\nLink: " + b"a" * MAX_HEADER_BYTES
+                  + b"\r\n\r\n", 431),
+                 (b"GET " + ENTITIES.encode() + b"?type=Room HTTP/1.1\r\nBad Header\r\n\r\n", 400))
+        for head, expected in cases:
+            status, headers, body = await _raw(port, head)
+            assert status == expected, body
+            assert headers["content-type"].startswith("application/problem+json")
+            assert orjson.loads(body)["status"] == expected
+    finally:
+        await runner.cleanup()
