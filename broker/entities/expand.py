@@ -117,8 +117,20 @@ def check_scopes(value: Any) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+# JSON integers must fit 64 signed bits: MongoDB stores no larger ones (orjson parses up to 2**64 - 1),
+# and both stores must accept the same values.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+def _check_int(v: int) -> None:
+    if not INT_MIN <= v <= INT_MAX:
+        raise BadRequestData(f"Integer {v} does not fit 64 signed bits")
+
+
 def _depth(value: Any, limit: int = MAX_DEPTH) -> None:
     if not isinstance(value, dict | list):
+        if type(value) is int:
+            _check_int(value)
         return
     stack = [(value, 0)]
     while stack:
@@ -129,6 +141,8 @@ def _depth(value: Any, limit: int = MAX_DEPTH) -> None:
             stack.extend((x, d + 1) for x in v.values())
         elif isinstance(v, list):
             stack.extend((x, d + 1) for x in v)
+        elif type(v) is int:
+            _check_int(v)
 
 
 def check_geometry(value: Any) -> None:
@@ -325,7 +339,10 @@ class Expander:
             if tv is str:
                 if v == NGSILD_NULL:
                     return None
-            elif tv is not int and tv is not float and tv is not bool:
+            elif tv is int:
+                if not INT_MIN <= v <= INT_MAX:
+                    return None
+            elif tv is not float and tv is not bool:
                 return None
         elif t == "Relationship":
             if tv is not str or v == NGSILD_NULL or not is_uri(v):

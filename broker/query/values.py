@@ -49,9 +49,12 @@ def classify_unquoted(text: str) -> Value:
         if any(c in text for c in ".eE"):
             return Value("number", float(text))
         try:
-            return Value("number", int(text))
+            number = int(text)
         except ValueError:  # beyond Python's 4300-digit limit for int(): no real attribute holds it
             raise BadRequestData(f"Number too long in query: {text[:20]}...") from None
+        if not -(2**63) <= number < 2**63:  # stored integers fit 64 bits; MongoDB takes no larger operand
+            return Value("number", float(number))
+        return Value("number", number)
     if normalize_datetime(text) is not None:
         return Value("datetime", text)
     if DATE_RE.fullmatch(text):

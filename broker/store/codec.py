@@ -14,6 +14,8 @@ from typing import Any
 
 from shapely.geometry import shape
 
+from ..errors import BadRequestData
+
 NESTED = "%a"
 BBOX = "%bb"
 _DECODE = re.compile(r"%(25|2E|24)")
@@ -43,6 +45,9 @@ def encode_value(value: Any, in_array: bool = False) -> Any:
     if isinstance(value, list):
         items = [encode_value(v, True) for v in value]
         return {NESTED: items} if in_array else items
+    if type(value) is int and not -(2**63) <= value < 2**63:
+        # BSON has no larger integers; refused here rather than as a driver error mid-write
+        raise BadRequestData(f"Integer {value} does not fit 64 signed bits")
     return value
 
 

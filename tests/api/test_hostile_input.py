@@ -122,3 +122,41 @@ async def test_protocol_errors_are_problems_and_long_queries_fit() -> None:
             assert orjson.loads(body)["status"] == expected
     finally:
         await runner.cleanup()
+
+
+async def test_integers_beyond_64_bits(client: TestClient) -> None:
+    """orjson parses integers up to 2**64 - 1, MongoDB stores none past 2**63 - 1: such values are a 400 on
+    both stores (they were a 500 on MongoDB), q operands past 64 bits compare as floats, and a paging
+    offset past 32 bits is a 400."""
+    await create(client, ROOM)
+    rec = Recorder(client)
+    for raw in (b'{"id": "urn:ngsi-ld:Room:2", "type": "Room", "v": 18446744073709551615}',
+                b'{"id": "urn:ngsi-ld:Room:2", "type": "Room", "v": {"value": {"a": [9223372036854775808]}}}',
+                b'{"id": "urn:ngsi-ld:Room:2", "type": "Room", "v": {"type": "JsonProperty", '
+                b'"json": {"a": 9223372036854775808}}}'):
+        resp = await client.post(ENTITIES, data=raw, headers={"Content-Type": "application/json"})
+        await problem(resp, 400, "BadRequestData")
+    batch = (b'[{"id": "urn:ngsi-ld:Room:3", "type": "Room", "v": 1},'
+             b' {"id": "urn:ngsi-ld:Room:2", "type": "Room", "v": 9223372036854775808}]')
+    resp = await client.post(f"{OPS}/upsert", data=batch, headers={"Content-Type": "application/json"})
+    assert resp.status == 207, await resp.text()
+    body = await resp.json()
+    assert body["success"] == ["urn:ngsi-ld:Room:3"]
+    assert [e["entityId"] for e in body["errors"]] == ["urn:ngsi-ld:Room:2"]
+    assert (await client.get(url("urn:ngsi-ld:Room:2"))).status == 404
+    assert len(rec.events) == 1
+    # the largest 64-bit integer is fine
+    resp = await client.post(url(EID, "attrs"), data=b'{"v": 9223372036854775807}',
+                             headers={"Content-Type": "application/json"})
+    assert resp.status == 204, await resp.text()
+    both = [EID, "urn:ngsi-ld:Room:3"]
+    for q, expected in (("v==99999999999999999999", []), ("v<99999999999999999999", both),
+                        ("v==2..99999999999999999999", [EID]), ("v>-99999999999999999999", both)):
+        resp = await client.get(f"{ENTITIES}?type=Room&q={q}&options=keyValues&attrs=v")
+        assert resp.status == 200, await resp.text()
+        assert [e["id"] for e in await resp.json()] == expected, q
+    await problem(await client.get(f"{ENTITIES}?type=Room&offset=99999999999999999999"), 400, "BadRequestData")
+    sub = (b'{"type": "Subscription", "entities": [{"type": "Room"}], "throttling": 18446744073709551615,'
+           b' "notification": {"endpoint": {"uri": "http://127.0.0.1:9/notify"}}}')
+    resp = await client.post("/ngsi-ld/v1/subscriptions", data=sub, headers={"Content-Type": "application/json"})
+    assert resp.status == 201, await resp.text()
