@@ -48,9 +48,10 @@ ENTITY_MEMBERS = frozenset({"id", "type", "scope", "@context", "createdAt", "mod
 GEO_TYPES = frozenset({"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
                        "GeometryCollection"})
 
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]*$")
-_NAME_FORBIDDEN = re.compile(r"[\s<>\"'=;()\\]")
-_SCOPE = re.compile(r"^/[^\s/#+]*(/[^\s/#+]+)*$")
+# control characters (NUL above all: MongoDB refuses it in keys) are never part of a URI, name or scope
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`\x00-\x1f\x7f]*$")
+_NAME_FORBIDDEN = re.compile(r"[\s<>\"'=;()\\\x00-\x1f\x7f]")
+_SCOPE = re.compile(r"^/[^\s/#+\x00-\x1f\x7f]*(/[^\s/#+\x00-\x1f\x7f]+)*$")
 
 MAX_DEPTH = 16
 MAX_ATTRIBUTES = 2048  # per entity or fragment: bounded like everything else (design principle 6)

@@ -18,14 +18,16 @@ from ..errors import BadRequestData
 
 NESTED = "%a"
 BBOX = "%bb"
-_DECODE = re.compile(r"%(25|2E|24)")
-_DECODE_MAP = {"25": "%", "2E": ".", "24": "$"}
+_DECODE = re.compile(r"%(25|2E|24|00)")
+_DECODE_MAP = {"25": "%", "2E": ".", "24": "$", "00": "\x00"}
 
 
 def encode_key(key: str) -> str:
     if not key:
         return "%_"
     key = key.replace("%", "%25").replace(".", "%2E")
+    if "\x00" in key:  # BSON keys are C strings (a JSON object key in a value may hold NUL)
+        key = key.replace("\x00", "%00")
     if key[0] == "$":
         key = "%24" + key[1:]
     return key

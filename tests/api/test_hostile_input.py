@@ -160,3 +160,27 @@ async def test_integers_beyond_64_bits(client: TestClient) -> None:
            b' "notification": {"endpoint": {"uri": "http://127.0.0.1:9/notify"}}}')
     resp = await client.post("/ngsi-ld/v1/subscriptions", data=sub, headers={"Content-Type": "application/json"})
     assert resp.status == 201, await resp.text()
+
+
+async def test_control_characters_in_names_ids_and_value_keys(client: TestClient) -> None:
+    """Control characters are no part of a URI, name or scope (NUL in a name was a 500 on MongoDB, whose
+    keys are C strings); inside a value, a key with NUL is data and both stores keep it."""
+    await create(client, ROOM)
+    before = await get(client, EID)
+    rec = Recorder(client)
+    for raw in (b'{"id": "urn:ngsi-ld:Room:2", "type": "Room", "a\\u0000b": 1}',
+                b'{"id": "urn:ngsi-ld:Room:2\\u0000", "type": "Room"}',
+                b'{"id": "urn:ngsi-ld:Room:2", "type": "Room\\u0001"}',
+                b'{"id": "urn:ngsi-ld:Room:2", "type": "Room", "scope": "/a\\u0000"}',
+                b'{"id": "urn:ngsi-ld:Room:2", "type": "Room", "a": {"type": "Property", "value": 1, '
+                b'"datasetId": "urn:x\\u007f"}}'):
+        resp = await client.post(ENTITIES, data=raw, headers={"Content-Type": "application/json"})
+        await problem(resp, 400, "BadRequestData")
+    resp = await client.post(url(EID, "attrs"), data=b'{"t\\u0000": 1}', headers={"Content-Type": "application/json"})
+    await problem(resp, 400, "BadRequestData")
+    assert rec.events == []
+    assert await get(client, EID) == before
+    value = {"k\x00": 1, "%00": 2, "lang": {"e\x00n": "x"}}
+    resp = await send(client, "POST", url(EID, "attrs"), {"data": {"type": "Property", "value": value}})
+    assert resp.status == 204, await resp.text()
+    assert (await get(client, EID))["data"]["value"] == value
