@@ -13,6 +13,7 @@ from broker.api.middleware import MAX_HEADER_BYTES, MAX_LINE_BYTES, ProblemAppRu
 from broker.app import create_app
 from tests.conftest import test_settings as settings_for_tests
 from tests.entities.helpers import ENTITIES, Recorder, create, get, problem, send, url
+from tests.jsonld.context_server import ContextServer
 
 EID = "urn:ngsi-ld:Room:1"
 OPS = "/ngsi-ld/v1/entityOperations"
@@ -184,3 +185,20 @@ async def test_control_characters_in_names_ids_and_value_keys(client: TestClient
     resp = await send(client, "POST", url(EID, "attrs"), {"data": {"type": "Property", "value": value}})
     assert resp.status == 204, await resp.text()
     assert (await get(client, EID))["data"]["value"] == value
+
+
+async def test_contexts_read_whole_and_nested_within_limits(client: TestClient, ctx_server: ContextServer) -> None:
+    """A context sent in many pieces was cut at the first ones ("not JSON"); a context nested past what
+    the stores serialize was a 500."""
+    link = f'<{ctx_server.url("/chunked")}>; rel="http://www.w3.org/ns/json-ld#context"'
+    await create(client, {"id": EID, "type": "Room", "E1": 1}, Link=link)
+    assert "urn:test:E1" in await get(client, EID)
+    link = f'<{ctx_server.url("/deep")}>; rel="http://www.w3.org/ns/json-ld#context"'
+    await problem(await client.get(f"{ENTITIES}?type=Room", headers={"Link": link}), 503, "LdContextNotAvailable")
+    deep = "[" * 300 + "{}" + "]" * 300
+    for path, body in ((ENTITIES, f'{{"id": "urn:ngsi-ld:Room:2", "type": "Room", "@context": {deep}}}'),
+                       ("/ngsi-ld/v1/jsonldContexts", f'{{"@context": {deep}}}'),
+                       ("/ngsi-ld/v1/jsonldContexts", '{"@context": ' + '{"a": ' * 80 + '"urn:x"' + "}" * 80 + "}")):
+        resp = await client.post(path, data=body, headers={"Content-Type": "application/ld+json"})
+        await problem(resp, 400, "BadRequestData")
+    assert (await client.get(url("urn:ngsi-ld:Room:2"))).status == 404
