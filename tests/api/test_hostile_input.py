@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp.test_utils import TestClient
@@ -202,3 +203,30 @@ async def test_contexts_read_whole_and_nested_within_limits(client: TestClient, 
         resp = await client.post(path, data=body, headers={"Content-Type": "application/ld+json"})
         await problem(resp, 400, "BadRequestData")
     assert (await client.get(url("urn:ngsi-ld:Room:2"))).status == 404
+
+
+def _nested(depth: int, leaf: str, conj: str, disj: str) -> str:
+    expr = leaf
+    for i in range(depth):
+        expr = f"{leaf}{conj if i % 2 else disj}({expr})"
+    return expr
+
+
+async def test_deeply_nested_expressions_are_too_complex(client: TestClient) -> None:
+    """and/or groups nested hundreds deep overflowed the recursive parser, compiler and evaluator (500)."""
+    await create(client, ROOM)
+    for depth, ok in ((25, True), (400, False)):
+        for query in (f"type=Room&q={quote(_nested(depth, 't==1', ';', '|'))}",
+                      f"type=Room&scopeQ={quote(_nested(depth, '/a', ';', ','))}",
+                      f"type={quote(_nested(depth, 'Room', ';', '|'))}"):
+            resp = await client.get(f"{ENTITIES}?{query}")
+            if ok:
+                assert resp.status == 200, await resp.text()
+            else:
+                await problem(resp, 403, "TooComplexQuery")
+    body = {"type": "Query", "entities": [{"type": "Room"}], "q": _nested(400, "temperature==21", ";", "|")}
+    await problem(await send(client, "POST", f"{OPS}/query", body), 403, "TooComplexQuery")
+    sub = {"type": "Subscription", "entities": [{"type": "Room"}], "q": _nested(400, "temperature==21", ";", "|"),
+           "notification": {"endpoint": {"uri": "http://127.0.0.1:9/notify"}}}
+    await problem(await send(client, "POST", "/ngsi-ld/v1/subscriptions", sub), 403, "TooComplexQuery")
+    assert await (await client.get("/ngsi-ld/v1/subscriptions")).json() == []
