@@ -149,7 +149,7 @@ def _depth(value: Any, limit: int = MAX_DEPTH) -> None:
 def check_geometry(value: Any) -> None:
     from shapely.geometry import shape
 
-    if not isinstance(value, dict) or value.get("type") not in GEO_TYPES:
+    if not isinstance(value, dict) or type(value.get("type")) is not str or value["type"] not in GEO_TYPES:
         raise BadRequestData("GeoProperty value must be a GeoJSON geometry")
     coords = value.get("coordinates")
     if value["type"] == "Point" and isinstance(coords, list) and len(coords) in (2, 3) and all(

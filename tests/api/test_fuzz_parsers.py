@@ -30,6 +30,11 @@ JSON = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4)
                                                      st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)),
                     max_leaves=25)
 BODY = st.dictionaries(st.sampled_from(KEYS), JSON, max_size=6)
+# a typed instance whose members are anything (the GeoJSON and value checks look inside them)
+INSTANCE = st.fixed_dictionaries({"type": st.sampled_from(WORDS[:8])}, optional={
+    "value": st.one_of(JSON, st.dictionaries(st.sampled_from(["type", "coordinates"]), JSON, max_size=2)),
+    "object": JSON, "languageMap": JSON, "vocab": JSON, "json": JSON, "valueList": JSON, "objectList": JSON,
+    "datasetId": JSON, "observedAt": JSON, "objectType": JSON})
 FUZZ = settings(max_examples=300, derandomize=True, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
 
@@ -55,6 +60,12 @@ def test_expansion_refuses_only_with_4xx(body: dict[str, Any], with_id: bool, ho
     else:
         for value in body.values():
             _only_client_errors(lambda v=value: Expander(TM, NOW).attribute("a", v))
+
+
+@FUZZ
+@given(INSTANCE, st.booleans())
+def test_attribute_instances_refuse_only_with_4xx(instance: dict[str, Any], partial: bool) -> None:
+    _only_client_errors(lambda: Expander(TM, NOW, allow_null=partial, partial=partial).attribute("a", instance))
 
 
 PARAMS = ["type", "id", "idPattern", "attrs", "q", "scopeQ", "georel", "geometry", "coordinates", "geoproperty",

@@ -36,6 +36,8 @@ async def test_unhashable_json_where_a_name_is_expected(client: TestClient) -> N
                                                             "observedAt": {}}},
         {"id": "urn:ngsi-ld:Room:2", "type": "Room",
          "a": {"type": "Relationship", "object": "urn:a:b", "objectType": {"x": 1}}},
+        {"id": "urn:ngsi-ld:Room:2", "type": "Room", "a": {"type": "GeoProperty", "value": {"type": {}, "coordinates": []}}},
+        {"id": "urn:ngsi-ld:Room:2", "type": "Room", "a": {"type": "GeoProperty", "value": {"type": ["Point"]}}},
         {"id": "urn:ngsi-ld:Room:2", "type": "Room",
          "a": {"type": "Relationship", "object": "urn:a:b", "objectType": [None]}},
     ]
@@ -50,6 +52,7 @@ async def test_unhashable_json_where_a_name_is_expected(client: TestClient) -> N
             ("PATCH", url(EID), {"temperature": {"observedAt": "2026-01-01T00:00:00Z", "x": {"type": {}}}}),
             ("PATCH", url(EID), {"temperature": {"x": {"type": [], "value": 1}}}),
             ("PATCH", url(EID, "attrs", "temperature"), {"type": {"a": 1}, "value": 3}),
+            ("PATCH", url(EID, "attrs", "temperature"), {"type": "GeoProperty", "value": {"type": {}}}),
             ("PUT", url(EID, "attrs", "temperature"), {"type": [1], "value": 3}),
             ("POST", url(EID, "attrs"), {"temperature": {"type": {}, "value": 3}}),
             ("PATCH", url(EID, "attrs"), {"temperature": {"type": [], "value": 3}})):
