@@ -13,7 +13,7 @@ import logging
 from aiohttp import web
 
 from agents import iotajson, ultralight
-from agents.errors import IotaError, MandatoryParamsNotFound, PayloadError
+from agents.errors import IotaError, MandatoryParamsNotFound, PayloadError, UltralightParseError
 from agents.ingest import await_future
 from agents.provisioning import iota_errors
 from agents.registry import Provisioned
@@ -61,6 +61,13 @@ async def _reject_payload(agents: Agents, exc: PayloadError, measures: int = 1) 
     raise exc
 
 
+def _utf8(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UltralightParseError("the payload is not UTF-8 text") from None
+
+
 async def measures(request: web.Request) -> web.Response:
     """``GET|POST <resource>?k=&i=`` (UL ``d=`` or body; JSON body)."""
     agents = request.app[AGENTS]
@@ -68,20 +75,20 @@ async def measures(request: web.Request) -> web.Response:
     k, i = _params(request)
     ul = _is_ul(request, resource)
     t = request.query.get("t")
-    raw = await request.text() if request.method == "POST" else ""
+    body = await request.read() if request.method == "POST" else b""
     if request.method == "GET" and "d" not in request.query:
         # a poll without measures: the device must exist, nothing is written
         dev = await agents.south.device(TRANSPORT, UL if ul else JSON, k, i, resource)
         return await _answer(agents, dev, request, ul)
     try:
         if ul:
-            payload = request.query.get("d") if request.method == "GET" else raw
+            payload = request.query.get("d") if request.method == "GET" else _utf8(body)
             groups = ultralight.parse_measures(payload or "")
             if t:
                 for g in groups:
                     g["TimeInstant"] = t
         else:
-            groups = iotajson.parse_measures(raw, t)
+            groups = iotajson.parse_measures(body, t)  # bytes: invalid UTF-8 is its PARSE_ERROR
     except PayloadError as exc:
         agents.metrics.received[TRANSPORT] += 1
         await _reject_payload(agents, exc)
@@ -117,13 +124,13 @@ async def command_results(request: web.Request) -> web.Response:
     agents = request.app[AGENTS]
     resource = request.path.rsplit("/commands", 1)[0]
     k, i = _params(request)
-    raw = await request.text()
+    body = await request.read()
     try:
         if _is_ul(request, resource):
-            res = ultralight.parse_command_result(raw)
+            res = ultralight.parse_command_result(_utf8(body))
             results = {res.command: res.result}
         else:
-            results = iotajson.parse_command_results(raw)
+            results = iotajson.parse_command_results(body)
     except PayloadError as exc:
         agents.metrics.received[TRANSPORT] += 1
         await _reject_payload(agents, exc)

@@ -7,6 +7,7 @@ kept as its hex string. Malformed payloads raise :class:`JsonPayloadError`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,9 +49,18 @@ def _loads(payload: bytes | bytearray | str | Any) -> Any:
     if not text.strip():
         raise JsonPayloadError("empty payload")
     try:
-        return js_json_loads(text)
+        return js_json_loads(text, parse_float=_finite)
     except ValueError as exc:
         raise JsonPayloadError(f"invalid JSON: {exc}") from None
+
+
+def _finite(text: str) -> float:
+    """A measure like 1e999 (Infinity to JSON.parse, null once the lib serializes it) is refused: no store
+    holds an infinite number."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:32]}")
+    return value
 
 
 def parse_measures(payload: bytes | bytearray | str | Any, timestamp: str | None = None) -> list[dict[str, Any]]:

@@ -804,9 +804,13 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"invalid JSON constant {name}")
 
 
-def js_json_loads(text: str) -> Any:
-    """``JSON.parse``: rejects ``NaN``/``Infinity`` that Python's json would accept."""
-    return json.loads(text, parse_constant=_no_constants)
+def js_json_loads(text: str, **options: Any) -> Any:
+    """``JSON.parse``: rejects ``NaN``/``Infinity`` that Python's json would accept (``options`` go to
+    ``json.loads``)."""
+    try:
+        return json.loads(text, parse_constant=_no_constants, **options)
+    except RecursionError:  # nesting beyond Python's recursion limit: a ValueError like any invalid JSON
+        raise ValueError("JSON nested too deep") from None
 
 
 def _jsonparse(val: Any) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from agents.metrics import CONTENT_TYPE
 from agents.registry import display_device
 from agents.state import AGENTS, Agents
 from broker import __version__
+from broker.errors import NgsiLdError
 from models.iota import (
     DeleteDevicesRequest,
     DevicesRequest,
@@ -45,6 +47,15 @@ async def iota_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return await handler(request)
     except IotaError as exc:
         return web.json_response(exc.to_body(), status=exc.status)
+    except NgsiLdError as exc:  # the store or the entity layer refused a value (e.g. an integer past 64 bits)
+        if exc.status >= 500:
+            log.exception("%s %s failed", request.method, request.path)
+            return web.json_response({"name": "INTERNAL_ERROR", "message": "Internal error in the IoT agent"},
+                                     status=500)
+        if exc.status == 400:
+            return web.json_response({"name": "WRONG_SYNTAX", "message": f"Wrong syntax in request: {exc.detail}"},
+                                     status=400)
+        return web.json_response({"name": exc.type_name, "message": exc.detail}, status=exc.status)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -61,6 +72,9 @@ def agents_of(request: web.Request) -> Agents:
     return request.app[AGENTS]
 
 
+_SERVICE = re.compile(r"^[a-z0-9_\-]{1,48}$")
+
+
 def fiware_headers(request: web.Request) -> tuple[str, str]:
     service = request.headers.get("fiware-service")
     subservice = request.headers.get("fiware-servicepath")
@@ -70,14 +84,18 @@ def fiware_headers(request: web.Request) -> tuple[str, str]:
     assert service is not None and subservice is not None
     if not service.strip():
         raise MissingHeaders('["fiware-service"]')
-    return service.strip().lower(), subservice.strip() or "/"
+    service = service.strip().lower()
+    if not _SERVICE.match(service):
+        # the service is the NGSI-LD tenant (a database name on MongoDB): the API's tenant rule applies
+        raise WrongSyntax(f"fiware-service {service[:64]!r} must be 1 to 48 letters, digits, '_' or '-'")
+    return service, subservice.strip() or "/"
 
 
 async def json_body(request: web.Request) -> Any:
     raw = await request.read()
     try:
         return json.loads(raw or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the recursion limit
         raise WrongSyntax("the body is not valid JSON") from None
 
 

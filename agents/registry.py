@@ -168,15 +168,25 @@ class Registry:
         for g in groups:
             if not g.resource or not g.apikey:
                 raise WrongSyntax("a config group needs a resource and an apikey")
-        for g in groups:
-            doc = {**g.to_wire(), "service": service, "subservice": subservice, "creationDate": now_iso()}
-            key = group_key(g.resource, g.apikey)
-            try:
-                await self.store.insert_doc(DEFAULT_TENANT, GROUP_KEYS, key,
-                                            {"service": service, "subservice": subservice})
-            except AlreadyExists:
-                raise DuplicateGroup(g.resource, g.apikey) from None
-            await self.store.put_doc(service, GROUPS, key, doc)
+        written: list[str] = []
+        try:
+            for g in groups:
+                doc = {**g.to_wire(), "service": service, "subservice": subservice, "creationDate": now_iso()}
+                key = group_key(g.resource, g.apikey)
+                try:
+                    await self.store.insert_doc(DEFAULT_TENANT, GROUP_KEYS, key,
+                                                {"service": service, "subservice": subservice})
+                except AlreadyExists:
+                    raise DuplicateGroup(g.resource, g.apikey) from None
+                written.append(key)
+                await self.store.put_doc(service, GROUPS, key, doc)
+        except BaseException:
+            # all or nothing: a refused group (duplicate, or a document the store cannot hold) undoes the
+            # groups of this request written before it, and never leaves its uniqueness key behind
+            for key in written:
+                await self.store.delete_doc(service, GROUPS, key)
+                await self.store.delete_doc(DEFAULT_TENANT, GROUP_KEYS, key)
+            raise
         await self.changed()
 
     async def list_groups(self, service: str, subservice: str) -> list[dict[str, Any]]:
@@ -233,22 +243,29 @@ class Registry:
     async def create_devices(self, service: str, subservice: str, devices: list[Device]) -> list[dict[str, Any]]:
         """Store new devices; returns their documents (the caller creates their entities)."""
         created = []
-        for dev in devices:
-            doc = dev.to_wire()
-            doc["service"] = service
-            doc["service_path"] = subservice
-            group = await self._group_for(service, subservice, doc)
-            if not doc.get("apikey") and group is not None:
-                doc["apikey"] = group["apikey"]
-            if not doc.get("entity_type") and not (group or {}).get("entity_type"):
-                raise WrongSyntax(f"device {dev.device_id} has no entity_type and no config group gives one")
-            doc["creationDate"] = now_iso()
-            key = device_key(subservice, dev.device_id, doc.get("apikey"))
-            try:
-                await self.store.insert_doc(service, DEVICES, key, doc)
-            except AlreadyExists:
-                raise DuplicateDeviceId(dev.device_id) from None
-            created.append(doc)
+        written: list[str] = []
+        try:
+            for dev in devices:
+                doc = dev.to_wire()
+                doc["service"] = service
+                doc["service_path"] = subservice
+                group = await self._group_for(service, subservice, doc)
+                if not doc.get("apikey") and group is not None:
+                    doc["apikey"] = group["apikey"]
+                if not doc.get("entity_type") and not (group or {}).get("entity_type"):
+                    raise WrongSyntax(f"device {dev.device_id} has no entity_type and no config group gives one")
+                doc["creationDate"] = now_iso()
+                key = device_key(subservice, dev.device_id, doc.get("apikey"))
+                try:
+                    await self.store.insert_doc(service, DEVICES, key, doc)
+                except AlreadyExists:
+                    raise DuplicateDeviceId(dev.device_id) from None
+                written.append(key)
+                created.append(doc)
+        except BaseException:
+            for key in written:  # all or nothing, as for groups
+                await self.store.delete_doc(service, DEVICES, key)
+            raise
         await self.changed()
         return created
 

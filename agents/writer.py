@@ -23,6 +23,8 @@ from agents.errors import InvalidMeasure, WriteFailed
 from broker.api import keys
 from broker.entities.expand import (
     ENTITY_MEMBERS,
+    INT_MAX,
+    INT_MIN,
     NGSILD_NULL,
     Expander,
     check_entity_id,
@@ -195,6 +197,8 @@ class TrustedExpander:
         value = raw.get("value")
         if not isinstance(value, _SCALARS) or value == NGSILD_NULL:
             return None
+        if type(value) is int and not INT_MIN <= value <= INT_MAX:
+            return None  # Expander refuses it, as it does for the API
         n = len(raw)
         observed = raw.get("observedAt")
         if observed is not None:

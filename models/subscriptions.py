@@ -19,7 +19,8 @@ MQTT_VERSIONS = ("mqtt3.1.1", "mqtt5.0")
 
 
 # a number as the client wrote it: 5 stays 5 when read back, 0.5 stays 0.5
-PositiveNumber = Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0)]
+# an integer past 64 bits (MongoDB stores none) is taken as the float it is closest to
+PositiveNumber = Annotated[int, Field(gt=0, lt=2**63)] | Annotated[float, Field(gt=0)]
 
 
 class _Strict(BaseModel):

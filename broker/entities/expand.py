@@ -48,9 +48,10 @@ ENTITY_MEMBERS = frozenset({"id", "type", "scope", "@context", "createdAt", "mod
 GEO_TYPES = frozenset({"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
                        "GeometryCollection"})
 
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]*$")
-_NAME_FORBIDDEN = re.compile(r"[\s<>\"'=;()\\]")
-_SCOPE = re.compile(r"^/[^\s/#+]*(/[^\s/#+]+)*$")
+# control characters (NUL above all: MongoDB refuses it in keys) are never part of a URI, name or scope
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`\x00-\x1f\x7f]*$")
+_NAME_FORBIDDEN = re.compile(r"[\s<>\"'=;()\\\x00-\x1f\x7f]")
+_SCOPE = re.compile(r"^/[^\s/#+\x00-\x1f\x7f]*(/[^\s/#+\x00-\x1f\x7f]+)*$")
 
 MAX_DEPTH = 16
 MAX_ATTRIBUTES = 2048  # per entity or fragment: bounded like everything else (design principle 6)
@@ -83,7 +84,7 @@ _VALID_NAMES: set[str] = set()  # names already checked: the same few recur in e
 
 def check_name(name: Any, what: str = "attribute") -> str:
     """A term or IRI usable as a name; ``@``-names are JSON-LD keywords, never attributes or types."""
-    if name in _VALID_NAMES:
+    if type(name) is str and name in _VALID_NAMES:  # the type test first: a list or dict is unhashable
         return name
     if (not isinstance(name, str) or not name or len(name) > 512 or _NAME_FORBIDDEN.search(name)
             or name.startswith("@")):
@@ -117,8 +118,20 @@ def check_scopes(value: Any) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+# JSON integers must fit 64 signed bits: MongoDB stores no larger ones (orjson parses up to 2**64 - 1),
+# and both stores must accept the same values.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+def _check_int(v: int) -> None:
+    if not INT_MIN <= v <= INT_MAX:
+        raise BadRequestData(f"Integer {v} does not fit 64 signed bits")
+
+
 def _depth(value: Any, limit: int = MAX_DEPTH) -> None:
     if not isinstance(value, dict | list):
+        if type(value) is int:
+            _check_int(value)
         return
     stack = [(value, 0)]
     while stack:
@@ -129,12 +142,14 @@ def _depth(value: Any, limit: int = MAX_DEPTH) -> None:
             stack.extend((x, d + 1) for x in v.values())
         elif isinstance(v, list):
             stack.extend((x, d + 1) for x in v)
+        elif type(v) is int:
+            _check_int(v)
 
 
 def check_geometry(value: Any) -> None:
     from shapely.geometry import shape
 
-    if not isinstance(value, dict) or value.get("type") not in GEO_TYPES:
+    if not isinstance(value, dict) or type(value.get("type")) is not str or value["type"] not in GEO_TYPES:
         raise BadRequestData("GeoProperty value must be a GeoJSON geometry")
     coords = value.get("coordinates")
     if value["type"] == "Point" and isinstance(coords, list) and len(coords) in (2, 3) and all(
@@ -155,7 +170,8 @@ def check_geometry(value: Any) -> None:
 
 
 def _is_geojson(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("type") in GEO_TYPES and "coordinates" in value
+    return isinstance(value, dict) and type(value.get("type")) is str and value["type"] in GEO_TYPES \
+        and "coordinates" in value
 
 
 _FRAGMENT_MEMBERS = frozenset({"datasetId", "observedAt", "unitCode", "objectType"})
@@ -166,7 +182,8 @@ def _is_fragment(raw: dict[str, Any]) -> bool:
     for key, v in raw.items():
         if key in _FRAGMENT_MEMBERS or v == NGSILD_NULL:
             return True
-        if isinstance(v, dict) and (v.get("type") in ATTR_TYPES or any(m in v for m in VALUE_MEMBERS)):
+        if isinstance(v, dict) and ((type(v.get("type")) is str and v["type"] in ATTR_TYPES)
+                                    or any(m in v for m in VALUE_MEMBERS)):
             return True
     return False
 
@@ -288,7 +305,11 @@ class Expander:
             elif key == "objectType":
                 if attr_type is not None and attr_type not in ("Relationship", "ListRelationship"):
                     raise BadRequestData(f"Attribute {name}: objectType only applies to relationships")
-                inst["objectType"] = [self.tm.expand(x) for x in v] if isinstance(v, list) else self.tm.expand(v)
+                names = v if isinstance(v, list) else [v]
+                if not names:
+                    raise BadRequestData(f"Attribute {name}: objectType must not be empty")
+                iris = [self.tm.expand(check_name(x, "objectType")) for x in names]
+                inst["objectType"] = iris if isinstance(v, list) else iris[0]
             elif key == "lang":
                 continue
             elif key.startswith("previous"):
@@ -315,7 +336,7 @@ class Expander:
         Expansion runs for every attribute of every write: this keeps it a few dict operations.
         """
         t = raw.get("type")
-        member = _PLAIN_MEMBER.get(t)  # type: ignore[arg-type]
+        member = _PLAIN_MEMBER.get(t) if type(t) is str else None
         if member is None or member not in raw or depth > 4:
             return None
         v = raw[member]
@@ -336,7 +357,10 @@ class Expander:
                 _depth(v)
             except BadRequestData:
                 return None
-        elif tv is not int and tv is not float and tv is not bool:
+        elif tv is int:
+            if not INT_MIN <= v <= INT_MAX:
+                return None  # the general path refuses it
+        elif tv is not float and tv is not bool:
             return None
         inst: dict[str, Any] = {"type": t, member: v}
         for key, x in raw.items():

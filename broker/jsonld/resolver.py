@@ -87,6 +87,22 @@ class ContextEntry:
                    created_at=created if isinstance(created, str) else now_iso())
 
 
+# Contexts nest a few levels (scoped contexts); a deeper one is refused before anything stores it
+# (orjson serializes 254 levels, MongoDB 100).
+MAX_CONTEXT_DEPTH = 64
+
+
+def within_depth(value: Any, limit: int = MAX_CONTEXT_DEPTH) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict | list):
+            if depth >= limit:
+                return False
+            stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return True
+
+
 def _digest(value: str | bytes) -> str:
     raw = value.encode() if isinstance(value, str) else value
     return hashlib.sha256(raw).hexdigest()[:32]
@@ -166,7 +182,10 @@ class ContextResolver:
         """Return the term map of a request's @context (``None`` means the core context only)."""
         if context is None:
             return self.default_map
-        key = orjson.dumps(context, option=orjson.OPT_SORT_KEYS)
+        try:
+            key = orjson.dumps(context, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # orjson stops at 254 levels; no real context nests like that
+            raise BadRequestData(f"@context nests deeper than {MAX_CONTEXT_DEPTH} levels") from None
         hit = self._maps.get(key)
         if hit is not None:
             self._maps.move_to_end(key)
@@ -174,6 +193,8 @@ class ContextResolver:
             return hit[0]
         if not isinstance(context, (str, list, dict)):
             raise BadRequestData("@context must be a string, an object or an array")
+        if not within_depth(context):
+            raise BadRequestData(f"@context nests deeper than {MAX_CONTEXT_DEPTH} levels")
         items = context if isinstance(context, list) else [context]
         for item in items:
             if not isinstance(item, (str, dict)):
@@ -195,6 +216,8 @@ class ContextResolver:
 
     async def validate(self, context: Any) -> None:
         """Check a context value (fetching what it refers to) without caching a term map for it."""
+        if not within_depth(context):
+            raise BadRequestData(f"@context nests deeper than {MAX_CONTEXT_DEPTH} levels")
         items = context if isinstance(context, list) else [context]
         for item in items:
             if not isinstance(item, (str, dict)):
@@ -387,14 +410,22 @@ class ContextResolver:
                     raise LdContextNotAvailable(f"@context {url} answered HTTP {resp.status}")
                 if (resp.content_length or 0) > self.max_bytes:
                     raise LdContextNotAvailable(f"@context {url} is larger than {self.max_bytes} bytes")
-                body = await resp.content.read(self.max_bytes + 1)
+                # read(n) returns what the first chunks hold, not n bytes: read to the end (or the limit)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        break
+                    chunks.append(chunk)
+                body = b"".join(chunks)
         except LdContextNotAvailable:
             raise
         except TimeoutError as exc:
             raise LdContextNotAvailable(f"@context {url} did not answer within {self.fetch_timeout} s") from exc
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise LdContextNotAvailable(f"@context {url} is not reachable: {exc or type(exc).__name__}") from exc
-        if len(body) > self.max_bytes:
+        if size > self.max_bytes:
             raise LdContextNotAvailable(f"@context {url} is larger than {self.max_bytes} bytes")
         try:
             doc = orjson.loads(body)
@@ -415,6 +446,8 @@ class ContextResolver:
     def _check_document(url: str, doc: Any) -> None:
         if not isinstance(doc, dict) or "@context" not in doc:
             raise LdContextNotAvailable(f"@context {url} is not a JSON-LD context document")
+        if not within_depth(doc["@context"]):
+            raise LdContextNotAvailable(f"@context {url} nests deeper than {MAX_CONTEXT_DEPTH} levels")
 
     # ------------------------------------------------------------------ stored entries
     def _remember(self, entry: ContextEntry) -> None:

@@ -22,7 +22,7 @@ from lark.exceptions import (
     VisitError,
 )
 
-from broker.errors import BadRequestData
+from broker.errors import BadRequestData, TooComplexQuery
 from broker.query.ast import (
     DEFAULT_GEOPROPERTY,
     GEOMETRIES,
@@ -219,7 +219,22 @@ class _QBuilder(Transformer):
         return Comparison(path, op.value, Value("string", regex))
 
 
+# Nesting of q / scopeQ / type expressions (one parse-tree level per nested and/or group): the
+# transformer, compiler and evaluators recurse, and MongoDB caps filter depth. Real queries nest a few.
+MAX_NESTING = 32
+
+
+def _check_nesting(what: str, tree: Tree) -> None:
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise TooComplexQuery(f"{what} nests and/or groups more than {MAX_NESTING} levels deep")
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+
+
 def _transform(what: str, tree: Tree, builder: Transformer) -> Any:
+    _check_nesting(what, tree)
     try:
         return builder.transform(tree)
     except VisitError as exc:
@@ -308,6 +323,7 @@ def parse_scope_q(text: str) -> ScopeNode:
         tree = SCOPE_PARSER.parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error("scopeQ", text, exc) from None
+    _check_nesting("scopeQ", tree)
     node = _ScopeBuilder().transform(tree)
     _scope_cache.put(text, node)
     return node
@@ -316,9 +332,11 @@ def parse_scope_q(text: str) -> ScopeNode:
 # -------------------------------------------------------------------------------------------- geo
 
 
-def _freeze(value: Any) -> Any:
+def _freeze(value: Any, depth: int = 0) -> Any:
     if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
+        if depth >= 4:  # a MultiPolygon nests four arrays; deeper input is no geometry (nor a deep recursion)
+            raise BadRequestData("Invalid geoQ coordinates: arrays nested too deep")
+        return tuple(_freeze(v, depth + 1) for v in value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadRequestData(f"Invalid geoQ coordinates: {value!r} is not a number")
     if not math.isfinite(value):
@@ -366,6 +384,8 @@ def parse_geoq(georel: str, geometry: str, coordinates: str | list, geoproperty:
         text = coordinates.strip()
         try:
             coords = json.loads(text)
+        except RecursionError:
+            raise BadRequestData("Invalid geoQ coordinates: arrays nested too deep") from None
         except ValueError:
             try:  # tolerated shorthand: coordinates=8,40
                 coords = json.loads(f"[{text}]")

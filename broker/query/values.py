@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from broker.errors import BadRequestData
 from broker.query.ast import Value
 
 NUMBER_RE = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
@@ -47,7 +48,13 @@ def classify_unquoted(text: str) -> Value:
     if NUMBER_RE.fullmatch(text):
         if any(c in text for c in ".eE"):
             return Value("number", float(text))
-        return Value("number", int(text))
+        try:
+            number = int(text)
+        except ValueError:  # beyond Python's 4300-digit limit for int(): no real attribute holds it
+            raise BadRequestData(f"Number too long in query: {text[:20]}...") from None
+        if not -(2**63) <= number < 2**63:  # stored integers fit 64 bits; MongoDB takes no larger operand
+            return Value("number", float(number))
+        return Value("number", number)
     if normalize_datetime(text) is not None:
         return Value("datetime", text)
     if DATE_RE.fullmatch(text):

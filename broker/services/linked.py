@@ -76,6 +76,8 @@ def _parse_list(s: str, i: int, depth: int, what: str) -> tuple[Projection, int]
         check_name(name, what)
         i = j
         if i < len(s) and s[i] == "{":
+            if depth >= MAX_JOIN_LEVEL:  # deeper levels name entities no join reaches (and recursion is bounded)
+                raise BadRequestData(f"{what}: nested more than {MAX_JOIN_LEVEL} levels deep")
             sub, i = _parse_list(s, i + 1, depth + 1, what)
             if i >= len(s) or s[i] != "}":
                 raise BadRequestData(f"{what}: '{{' after {name!r} is not closed")

@@ -100,6 +100,9 @@ def attr_iris(names: list[str] | None, tm: TermMap, what: str = "attrs") -> list
     return out
 
 
+MAX_INT_PARAM = 2**31 - 1
+
+
 def int_param(raw: str | None, name: str, default: int) -> int:
     if raw is None or raw == "":
         return default
@@ -109,6 +112,8 @@ def int_param(raw: str | None, name: str, default: int) -> int:
         raise BadRequestData(f"Parameter {name} must be an integer, got {raw!r}") from None
     if value < 0:
         raise BadRequestData(f"Parameter {name} must not be negative")
+    if value > MAX_INT_PARAM:  # MongoDB's skip and limit are 64-bit; no page lies that far anyway
+        raise BadRequestData(f"Parameter {name} must be at most {MAX_INT_PARAM}")
     return value
 
 

@@ -14,16 +14,20 @@ from typing import Any
 
 from shapely.geometry import shape
 
+from ..errors import BadRequestData
+
 NESTED = "%a"
 BBOX = "%bb"
-_DECODE = re.compile(r"%(25|2E|24)")
-_DECODE_MAP = {"25": "%", "2E": ".", "24": "$"}
+_DECODE = re.compile(r"%(25|2E|24|00)")
+_DECODE_MAP = {"25": "%", "2E": ".", "24": "$", "00": "\x00"}
 
 
 def encode_key(key: str) -> str:
     if not key:
         return "%_"
     key = key.replace("%", "%25").replace(".", "%2E")
+    if "\x00" in key:  # BSON keys are C strings (a JSON object key in a value may hold NUL)
+        key = key.replace("\x00", "%00")
     if key[0] == "$":
         key = "%24" + key[1:]
     return key
@@ -43,6 +47,9 @@ def encode_value(value: Any, in_array: bool = False) -> Any:
     if isinstance(value, list):
         items = [encode_value(v, True) for v in value]
         return {NESTED: items} if in_array else items
+    if type(value) is int and not -(2**63) <= value < 2**63:
+        # BSON has no larger integers; refused here rather than as a driver error mid-write
+        raise BadRequestData(f"Integer {value} does not fit 64 signed bits")
     return value
 
 

@@ -94,14 +94,15 @@ def test_cached_types_are_private_copies() -> None:
 
 
 @pytest.mark.parametrize("payload", [b'{"a": 1, "b": [1.5, "x", null, true]}', b'{"n": 123456789012345678901234}',
-                                     b'{"f": 1e400}', b'"\\ud800"', b'{"a": 1, "a": 2}', b' [ {"x": -0} ] '])
+                                     b'"\\ud800"', b'{"a": 1, "a": 2}', b' [ {"x": -0} ] '])
 def test_fast_json_same_as_json_parse(payload: bytes) -> None:
     from agents.jexl import js_json_loads
 
     assert iotajson._loads(payload) == js_json_loads(payload.decode())  # noqa: SLF001
 
 
-@pytest.mark.parametrize("payload", [b'{"a": NaN}', b"\xef\xbb\xbf{}", b"\xff", b"{", b"  "])
+# 1e400 is Infinity to JSON.parse; no store holds it, so a measure with it is refused
+@pytest.mark.parametrize("payload", [b'{"a": NaN}', b"\xef\xbb\xbf{}", b"\xff", b"{", b"  ", b'{"f": 1e400}'])
 def test_fast_json_refuses_the_same(payload: bytes) -> None:
     with pytest.raises(iotajson.JsonPayloadError):
         iotajson._loads(payload)  # noqa: SLF001

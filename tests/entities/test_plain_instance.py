@@ -18,7 +18,7 @@ V = "https://uri.etsi.org/ngsi-ld/default-context/"
 NOW = "2024-01-01T00:00:00.000Z"
 TM = TermMap(b"t", None, {}, V)
 
-scalars = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.booleans(), st.none(),
+scalars = st.one_of(st.integers(-10**6, 10**6), st.sampled_from([2**63 - 1, 2**63, -(2**63) - 1]), st.floats(allow_nan=True), st.booleans(), st.none(),
                     st.sampled_from(["", "x", NGSILD_NULL, "urn:ngsi-ld:Thing:1", "not a uri", "a b:c"]))
 values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.sampled_from(["a", "@none"]), scalars,
                                                                            max_size=2))

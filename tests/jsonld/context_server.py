@@ -12,8 +12,9 @@ from aiohttp.test_utils import TestServer
 
 @dataclass
 class ContextServer:
-    """Serves /ctx (A1), /nested (list: ctx + B1), /import (@import ctx + C1), /big, /slow, /text,
-    /missing (404) and /flaky (503 until ``healthy`` is set); counts the requests per path."""
+    """Serves /ctx (A1), /nested (list: ctx + B1), /import (@import ctx + C1), /big, /chunked (E1, in
+    pieces), /deep, /slow, /text, /missing (404) and /flaky (503 until ``healthy`` is set); counts the
+    requests per path."""
 
     max_bytes: int = 4096
     healthy: bool = False
@@ -53,6 +54,21 @@ class ContextServer:
                 await resp.write(b'"}}')
                 await resp.write_eof()
                 return resp
+            if name == "chunked":  # a valid context written in many small pieces (no Content-Length)
+                resp = web.StreamResponse()
+                resp.enable_chunked_encoding()
+                await resp.prepare(request)
+                await resp.write(b'{"@context": {"E1": "urn:test:E1"')
+                for i in range(2000):
+                    await resp.write(b', "e%d": "urn:test:e%d"' % (i, i))
+                    if i % 100 == 0:
+                        await asyncio.sleep(0)
+                await resp.write(b"}}")
+                await resp.write_eof()
+                return resp
+            if name == "deep":
+                return web.Response(body=b'{"@context": ' + b"[" * 300 + b"{}" + b"]" * 300 + b"}",
+                                    content_type="application/ld+json")
             if name == "slow":
                 await self.release.wait()
                 return web.json_response({"@context": {}})
