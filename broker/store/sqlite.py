@@ -201,6 +201,39 @@ class _Tenant:
                         if not ids:
                             del index[key]
 
+    def _reindex(self, old: Doc, new: Doc) -> None:
+        """Move an updated entity in the indexes of the attributes whose instances changed. Writes share
+        the instances they do not touch (``frame_copy``/``attr_copy``), so an attribute whose
+        instances are the same objects is skipped: a PATCH of one attribute re-keys that one only."""
+        eid = new["id"]
+        old_attrs, new_attrs = old.get("attrs", {}), new.get("attrs", {})
+
+        def same(attr: str) -> bool:
+            a, b = old_attrs.get(attr), new_attrs.get(attr)
+            return a is b or (a is not None and b is not None and len(a) == len(b)
+                              and all(x is y for x, y in zip(a, b, strict=True)))
+
+        for attr, ordered in self.ranges.items():
+            if same(attr):
+                continue
+            before, after = _numbers(old, attr), _numbers(new, attr)
+            for n in before - after:
+                ordered.discard((n, eid))
+            for n in after - before:
+                ordered.add((n, eid))
+        for attr, index in self.values.items():
+            if same(attr):
+                continue
+            before_keys, after_keys = _entity_keys(old, attr), _entity_keys(new, attr)
+            for key in before_keys - after_keys:
+                ids = index.get(key)
+                if ids is not None:
+                    ids.discard(eid)
+                    if not ids:
+                        del index[key]
+            for key in after_keys - before_keys:
+                index.setdefault(key, set()).add(eid)
+
     def value_index(self, attr: str) -> dict[IndexKey, set[str]] | None:
         """The equality index of ``attr``, built now if there is room for one more."""
         index = self.values.get(attr)
@@ -259,8 +292,7 @@ class _Tenant:
         """Keep the entity's place in query order while its types may change."""
         old = self.entities[entity["id"]]
         if self.values or self.ranges:
-            self._index(old, False)
-            self._index(entity, True)
+            self._reindex(old, entity)
         for t in old.get("type", ()):
             if t not in entity.get("type", ()):
                 bucket = self.by_type.get(t)

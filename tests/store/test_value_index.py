@@ -9,6 +9,8 @@ from broker.query.ast import TypeName
 from broker.query.evaluator import match_entity
 from broker.query.model import EntityQuery
 from broker.query.parser import parse_q
+from broker.services.entities import EntityService
+from broker.services.events import EventBus
 from broker.store.sqlite import SqliteStore
 
 V = "https://example.org/"
@@ -81,6 +83,17 @@ async def test_index_matches_scan_across_writes(tmp_path) -> None:  # type: igno
             e = make(i, rng)
             await store.create_entity("", e)
             entities[e["id"]] = e
+        await check_all(store, entities)
+        # writes through the service share the instances they leave alone (attr_copy / frame_copy):
+        # only the changed attributes are re-keyed, and the answers must still equal a scan
+        svc = EntityService(store, EventBus())
+        for i in rng.sample(sorted(entities), 300):
+            if rng.random() < 0.5:
+                await svc.update_attr("", i, V + "temp", {"value": rng.choice([99.9, 0.1, 3.5, 42])})
+            else:
+                await svc.append("", i, {"attrs": {V + "station": [
+                    {"type": "Property", "value": rng.choice(["a", "s7", "zz"])}]}})
+            entities[i] = await store.get_entity("", i)
         await check_all(store, entities)
     finally:
         await store.close()
