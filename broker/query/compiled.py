@@ -105,25 +105,21 @@ def _instance_test(term: Comparison) -> Pred:
 
     op, operand = term.op, term.operand
     plain = candidates is _plain_candidates
-    if op in ("==", "!="):
-        eq = _equality(operand)  # type: ignore[arg-type]
-        if op == "==":
-            def test(inst: dict[str, Any]) -> bool:
-                if plain:
-                    v = _scalar(inst)
-                    if v is not _NOT_SCALAR:
-                        return eq(v)
-                present, values = candidates(inst)
-                return present and any(eq(v) for v in values)
-        else:
-            def test(inst: dict[str, Any]) -> bool:
-                if plain:
-                    v = _scalar(inst)
-                    if v is not _NOT_SCALAR:
-                        return not eq(v)
-                present, values = candidates(inst)
-                return present and not any(eq(v) for v in values)
+
+    def any_value(pred: Pred, negate: bool = False) -> Pred:
+        """Present, and some candidate meets ``pred`` (none, with ``negate``); one scalar is read directly."""
+        def test(inst: dict[str, Any]) -> bool:
+            if plain:
+                v = _scalar(inst)
+                if v is not _NOT_SCALAR:
+                    return pred(v) != negate
+            present, values = candidates(inst)
+            return present and any(pred(v) for v in values) != negate
+
         return test
+
+    if op in ("==", "!="):
+        return any_value(_equality(operand), negate=op == "!=")  # type: ignore[arg-type]
     if op in ("~=", "!~="):
         rx = compile_regex(operand.value)  # type: ignore[union-attr, arg-type]
         negate = op == "!~="
@@ -137,17 +133,7 @@ def _instance_test(term: Comparison) -> Pred:
             return (bool(strings) and not hit) if negate else hit
 
         return regex_test
-    cmp = _literal_test(op, operand)  # type: ignore[arg-type]
-
-    def order_test(inst: dict[str, Any]) -> bool:
-        if plain:
-            v = _scalar(inst)
-            if v is not _NOT_SCALAR:
-                return cmp(v)
-        present, values = candidates(inst)
-        return present and any(cmp(v) for v in values)
-
-    return order_test
+    return any_value(_literal_test(op, operand))  # type: ignore[arg-type]
 
 
 def _fused_comparison(node: Comparison, test: Pred) -> Callable[[Entity], bool] | None:
