@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -28,8 +27,15 @@ def every(interval: float, action: Callable[[], Awaitable[None]], name: str) -> 
 
 
 async def stop(task: asyncio.Task[None] | None) -> None:
-    """Cancel a background task and wait until it has ended."""
-    if task is not None:
+    """Cancel a background task and wait until it has ended.
+
+    The cancellation is repeated until the task is done: a library awaited inside the task may
+    swallow one ``CancelledError`` (PyMongo's async client was seen to, during a delete), and the
+    task would then go back to waiting for work and never end, hanging shutdown."""
+    if task is None:
+        return
+    while not task.done():
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait({task}, timeout=0.5)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("%s ended with an error while stopping", task.get_name(), exc_info=task.exception())

@@ -28,6 +28,7 @@ import aiohttp
 import aiomqtt
 import orjson
 
+from ..periodic import stop
 from ..store.base import DEFAULT_TENANT, Store
 from ..timeutil import now_iso
 from .outbox import Outbox, Ref
@@ -455,12 +456,8 @@ class DeliveryService:
         for t in tasks:
             t.cancel()
         for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        if self._stats_task is not None:
-            self._stats_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stats_task
+            await stop(t)
+        await stop(self._stats_task)
         await self.flush_stats()
         await self.http.close()
         await self.mqtt.close()

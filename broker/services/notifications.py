@@ -10,7 +10,6 @@ answers. Periodic subscriptions (``timeInterval``) are served by a scheduler her
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -20,6 +19,7 @@ from typing import Any
 from ..entities.expand import ATTR_TYPES
 from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, Renderer, RenderOptions
 from ..errors import AlreadyExists
+from ..periodic import stop
 from ..query.evaluator import match_geo, match_q, match_scope
 from ..query.model import EntityQuery
 from ..store.base import Store
@@ -346,8 +346,7 @@ class NotificationService:
         for t in tasks:
             t.cancel()
         for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+            await stop(t)
 
     # ------------------------------------------------------------ change listener
     async def on_changes(self, events: list[ChangeEvent]) -> None:
