@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import replace
@@ -60,17 +60,17 @@ def _value_key(value: Any) -> IndexKey | None:
     return None
 
 
-def _entity_keys(entity: Doc, attr: str) -> set[IndexKey]:
-    """Every key under which an equality term on ``attr`` may match this entity (a superset)."""
-    keys: set[IndexKey] = set()
+def _values(entity: Doc, attr: str) -> Iterator[Any]:
+    """Every value a plain term on ``attr`` compares (all instances, lists element-wise)."""
     instances = entity.get("attrs", {}).get(attr)
     if isinstance(instances, list):
         for inst in instances:
-            for v in _plain_candidates(inst)[1]:
-                k = _value_key(v)
-                if k is not None:
-                    keys.add(k)
-    return keys
+            yield from _plain_candidates(inst)[1]
+
+
+def _entity_keys(entity: Doc, attr: str) -> set[IndexKey]:
+    """Every key under which an equality term on ``attr`` may match this entity (a superset)."""
+    return {k for k in map(_value_key, _values(entity, attr)) if k is not None}
 
 
 MAX_RANGE_INDEXES = 16  # attributes per tenant with an ordered numeric index
@@ -79,14 +79,7 @@ RANGE_SHARE = 0.01  # a range term narrows a scan when at most this share of the
 
 def _numbers(entity: Doc, attr: str) -> set[float]:
     """The numeric candidates (not booleans, not NaN) an order comparison on ``attr`` looks at."""
-    out: set[float] = set()
-    instances = entity.get("attrs", {}).get(attr)
-    if isinstance(instances, list):
-        for inst in instances:
-            for v in _plain_candidates(inst)[1]:
-                if (type(v) is int or type(v) is float) and v == v:
-                    out.add(v)
-    return out
+    return {v for v in _values(entity, attr) if (type(v) is int or type(v) is float) and v == v}
 
 
 def _range_terms(q: Any) -> list[tuple[str, float | None, bool, float | None, bool]]:
