@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .api.middleware import ProblemAppRunner
+from .api.server import BrokerRunner
 from .app import create_app
 from .config import Settings
 from .gctune import freeze_startup, tune
@@ -34,7 +34,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     runners: list[web.AppRunner] = []
     extra: list[Any] = []
     try:
-        runner = ProblemAppRunner(app, access_log=None, handle_signals=False)
+        runner = BrokerRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         runners.append(runner)
         await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()

@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
+from broker.api.server import BrokerRunner
 from broker.app import create_app
 from broker.config import Settings
 from broker.store.base import Store
@@ -72,6 +73,13 @@ async def store(request: pytest.FixtureRequest, services: Services, tmp_path) ->
         await close_store(s)
 
 
+class BrokerTestServer(TestServer):
+    """aiohttp's test server on the broker's own HTTP server (the one ``make run`` starts)."""
+
+    async def _make_runner(self, **kwargs: object) -> BrokerRunner:  # type: ignore[override]
+        return BrokerRunner(self.app, **kwargs)
+
+
 def test_settings(**overrides: object) -> Settings:
     base = {"agents": False, "sqlite_path": ":memory:", "context_fetch_timeout": 2.0}
     base.update(overrides)
@@ -83,7 +91,7 @@ async def client(request: pytest.FixtureRequest, services: Services, tmp_path) -
     """An HTTP client on a broker app backed by each store in turn."""
     s = await open_store(request.param, services, tmp_path)
     app = create_app(test_settings(), store=s)
-    server = TestServer(app)
+    server = BrokerTestServer(app)
     c = TestClient(server)
     await c.start_server()
     try:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from agents.runtime import AgentRuntime, start_agents
 from broker.api.keys import BUS
+from broker.api.server import BrokerRunner
 from broker.app import create_app
 from broker.services.events import ChangeEvent
 from tests.conftest import STORES, close_store, open_store, test_settings
@@ -78,7 +79,7 @@ async def open_stack(kind: str, services: Services, tmp_path: Any, **overrides: 
     settings = test_settings(host="127.0.0.1", port=ports[0], iota_north_port=ports[1], iota_http_port=ports[2],
                              agents=True, **overrides)
     app = create_app(settings, store=store)
-    runner = web.AppRunner(app, access_log=None)
+    runner = BrokerRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", ports[0]).start()
     [rt] = await start_agents(app, settings, services.mqtt_url, share_group="t" + uuid.uuid4().hex[:8])

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from broker.api.server import BrokerRunner
 from broker.app import create_app
 from tests.agents.conftest import APIKEY, SERVICE, open_stack
 from tests.conftest import open_store
@@ -18,7 +19,7 @@ async def test_measures_go_to_the_remote_broker(services: Services, tmp_path: An
     remote_port = free_port()
     remote_store = await open_store("sqlite", services, tmp_path)
     remote = create_app(settings_for(port=remote_port), store=remote_store)
-    runner = web.AppRunner(remote, access_log=None)
+    runner = BrokerRunner(remote, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", remote_port).start()
     local_dir = tmp_path / "local"

@@ -21,6 +21,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from broker.api.keys import BUS
+from broker.api.server import BrokerRunner
 from broker.app import create_app
 from broker.services.events import ChangeEvent
 from tests.agents.conftest import APIKEY, HEADERS, SERVICE, Stack, eventually, open_stack
@@ -107,7 +108,7 @@ async def remote(services: Services, tmp_path: Any) -> AsyncIterator[RemoteBroke
     broker_port, front_port = free_port(), free_port()
     store = await open_store("sqlite", services, tmp_path)
     broker = create_app(settings_for(port=broker_port), store=store)
-    runners = [web.AppRunner(broker, access_log=None)]
+    runners: list[web.AppRunner] = [BrokerRunner(broker, access_log=None)]
     session = aiohttp.ClientSession()
     rb = RemoteBroker(f"http://127.0.0.1:{front_port}", f"http://127.0.0.1:{broker_port}", session)
 

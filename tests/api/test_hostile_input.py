@@ -10,7 +10,8 @@ from urllib.parse import quote
 import orjson
 from aiohttp.test_utils import TestClient
 
-from broker.api.middleware import MAX_HEADER_BYTES, MAX_LINE_BYTES, ProblemAppRunner
+from broker.api.middleware import MAX_HEADER_BYTES, MAX_LINE_BYTES
+from broker.api.server import BrokerRunner
 from broker.app import create_app
 from tests.conftest import test_settings as settings_for_tests
 from tests.entities.helpers import ENTITIES, Recorder, create, get, problem, send, url
@@ -103,7 +104,7 @@ async def _raw(port: int, head: bytes) -> tuple[int, dict[str, str], bytes]:
 async def test_protocol_errors_are_problems_and_long_queries_fit() -> None:
     """Request lines and headers beyond aiohttp's 8190 bytes: real queries fit (id= with hundreds of URNs);
     beyond the broker's limits, and for malformed HTTP, the answer is problem+json, not text/plain."""
-    runner = ProblemAppRunner(create_app(settings_for_tests()), access_log=None)
+    runner = BrokerRunner(create_app(settings_for_tests()), access_log=None)
     await runner.setup()
     try:
         from aiohttp import web

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from broker.api.keys import DELIVERY
 from broker.app import create_app
-from tests.conftest import STORES, close_store, open_store
+from tests.conftest import STORES, BrokerTestServer, close_store, open_store
 from tests.conftest import test_settings as broker_settings
 from tests.subscriptions.receiver import Receiver
 
@@ -21,7 +21,7 @@ async def nclient(request: pytest.FixtureRequest, services, tmp_path) -> AsyncIt
     s = await open_store(request.param, services, tmp_path)
     app = create_app(broker_settings(notify_max_retries=3, subscription_sync_interval=0.2), store=s)
     app[DELIVERY].retry_base, app[DELIVERY].retry_cap = 0.05, 0.2  # retries in tenths of seconds
-    c = TestClient(TestServer(app))
+    c = TestClient(BrokerTestServer(app))
     await c.start_server()
     try:
         yield c
@@ -35,7 +35,7 @@ async def nclient(request: pytest.FixtureRequest, services, tmp_path) -> AsyncIt
 async def shared_client(services, tmp_path_factory) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
     """One broker app (SQLite) for a module's requests that must change nothing (validation cases)."""
     s = await open_store("sqlite", services, tmp_path_factory.mktemp("shared"))
-    c = TestClient(TestServer(create_app(broker_settings(), store=s)))
+    c = TestClient(BrokerTestServer(create_app(broker_settings(), store=s)))
     await c.start_server()
     try:
         yield c

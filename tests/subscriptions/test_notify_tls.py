@@ -10,11 +10,11 @@ import aiomqtt
 import orjson
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from broker.app import create_app
 from broker.services.delivery import notify_tls_context
-from tests.conftest import open_store
+from tests.conftest import BrokerTestServer, open_store
 from tests.conftest import test_settings as broker_settings
 from tests.subscriptions.receiver import Receiver
 from tests.subscriptions.test_notify_http import create, room, status_when, subscribe
@@ -44,7 +44,7 @@ async def https_receiver(pki: Pki) -> AsyncIterator[Receiver]:
 
 async def _broker(tmp_path: Path, services, **settings: object) -> TestClient:  # type: ignore[no-untyped-def]
     store = await open_store("sqlite", services, tmp_path)
-    client = TestClient(TestServer(create_app(broker_settings(notify_max_retries=1, **settings), store=store)))
+    client = TestClient(BrokerTestServer(create_app(broker_settings(notify_max_retries=1, **settings), store=store)))
     await client.start_server()
     return client
 

@@ -7,13 +7,13 @@ import itertools
 import time
 import uuid
 
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from broker.api.keys import DELIVERY, SUBSCRIPTIONS
 from broker.app import create_app
 from broker.store.mongo import MongoStore
 from broker.timeutil import parse_iso
-from tests.conftest import close_store, open_store
+from tests.conftest import BrokerTestServer, close_store, open_store
 from tests.conftest import test_settings as broker_settings
 from tests.subscriptions.receiver import Receiver
 from tests.subscriptions.test_notify_http import (
@@ -31,7 +31,7 @@ from tests.subscriptions.test_notify_http import (
 async def _instance(url: str, prefix: str) -> TestClient:
     store = MongoStore(url, prefix)
     app = create_app(broker_settings(subscription_sync_interval=0.2, mongodb_url=url), store=store)
-    client = TestClient(TestServer(app))
+    client = TestClient(BrokerTestServer(app))
     await client.start_server()
     return client
 
