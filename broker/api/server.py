@@ -1,11 +1,11 @@
 """The NGSI-LD API's HTTP/1.1 server: httptools' parser under aiohttp's application.
 
 aiohttp's own server costs ~90 µs of CPU a request on the reference machine, most of a cached GET
-(uvicorn: ~70 µs; this one: ~15 µs). The application, its router, middlewares, handlers and
+(uvicorn: ~70 µs; this one: ~15 µs). The application, its routes, middlewares, handlers and
 ``web.Response`` objects stay aiohttp's; only the connection handling is ours: parse with httptools
-(llhttp, the parser of Node.js and uvicorn), resolve with the app's router, run the middleware chain,
-serialize the response. ``BrokerRunner`` plugs it into aiohttp's runner and sites, so start-up,
-clean-up, ``TCPSite`` and the test server work unchanged.
+(llhttp, the parser of Node.js and uvicorn), resolve with the route table (``routing.py``), run the
+middleware chain, serialize the response. ``BrokerRunner`` plugs it into aiohttp's runner and sites,
+so start-up, clean-up, ``TCPSite`` and the test server work unchanged.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from typing import Any
 import httptools
 from aiohttp import web
 from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
-from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
 from ..errors import InternalError, InvalidRequest, NgsiLdError
 from .keys import SETTINGS
 from .middleware import MAX_HEADER_BYTES, MAX_LINE_BYTES, problem_response
+from .routing import RouteTable
 
 log = logging.getLogger("broker.api.server")
 
@@ -42,6 +43,7 @@ KEEPALIVE_SECONDS = 75.0  # aiohttp's and nginx's default
 PIPELINE_DEPTH = 16  # requests parsed ahead of the one being answered before reading pauses
 _NO_BODY_STATUS = frozenset({204, 304})
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+_NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 
 
 class LiteRequest:
@@ -77,10 +79,19 @@ class LiteRequest:
 
     @property
     def path(self) -> str:
-        return self.rel_url.path
+        path = self.raw_path.partition("?")[0].partition("#")[0]
+        return path if "%" not in path else self.rel_url.path
+
+    @property
+    def path_safe(self) -> str:
+        """The path decoded except ``%2F`` and ``%25`` (what aiohttp's router matches)."""
+        path = self.raw_path.partition("?")[0].partition("#")[0]
+        return path if "%" not in path else self.rel_url.path_safe
 
     @property
     def query(self) -> MultiDictProxy[str]:
+        if "?" not in self.raw_path:
+            return _NO_QUERY
         return self.rel_url.query
 
     @property
@@ -407,26 +418,25 @@ class HttpServer:
         self.active = 0
         self.idle: asyncio.Future[None] | None = None
         self.shutting_down = False
-        self._chains: dict[Handler, Handler] = {}
+        self.routes = RouteTable(app)
+        self._chains = {h: self._chain(h) for c in self.routes.index.values() for *_, routes, anyr, _m in c
+                        for h in (*routes.values(), anyr) if h is not None}
         self._sweeper = self.loop.call_later(KEEPALIVE_SECONDS / 5, self._sweep)
 
     def __call__(self) -> _Connection:
         return _Connection(self)
 
     async def handle(self, request: LiteRequest) -> web.StreamResponse:
-        app = self.app
-        match_info = await app.router.resolve(request)  # type: ignore[arg-type]
-        match_info.add_app(app)
-        request.match_info = match_info
-        handler = match_info.handler
+        handler, request.match_info = self.routes.resolve(request.method, request.path_safe)
         chain = self._chains.get(handler)
-        if chain is None:
-            chain = handler
-            for middleware in reversed(app.middlewares):
-                chain = partial(middleware, handler=chain)
-            if match_info.http_exception is None:  # MatchInfoError makes a new handler each time
-                self._chains[handler] = chain
+        if chain is None:  # 404 and 405: a new raising handler each time
+            chain = self._chain(handler)
         return await chain(request)
+
+    def _chain(self, handler: Handler) -> Handler:
+        for middleware in reversed(self.app.middlewares):
+            handler = partial(middleware, handler=handler)
+        return handler
 
     def _sweep(self) -> None:
         """Close connections idle past the keep-alive time (slow or abandoned clients included)."""
