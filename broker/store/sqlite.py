@@ -10,6 +10,7 @@ a thread hop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ import orjson
 from sortedcontainers import SortedKeyList
 
 from ..errors import AlreadyExists
+from ..periodic import every, stop
 from ..query.ast import And, Comparison, Range, TypeName, Value, ValueList
 from ..query.compiled import _plain_candidates
 from ..query.model import EntityQuery
@@ -45,6 +47,8 @@ def _order_key(entity: Doc) -> tuple[str, str]:
     return entity.get("createdAt", ""), entity["id"]
 
 
+CHECKPOINT_SECONDS = 1.0  # how often the WAL is copied into the database file (when anything was written)
+WAL_SIZE_LIMIT = 64 << 20
 MAX_VALUE_INDEXES = 32  # attributes per tenant with an equality index (each costs on every write)
 IndexKey = tuple[str, Any]
 
@@ -339,6 +343,10 @@ class SqliteStore(Store):
         self._in_tx = False
         self._commit_handle: asyncio.Handle | None = None
         self._committed: asyncio.Future[None] | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._ckpt_db: sqlite3.Connection | None = None
+        self._commits = 0  # commits since the last checkpoint
+        self._ckpt_running: asyncio.Future[Any] | None = None
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
@@ -387,6 +395,7 @@ class SqliteStore(Store):
             if self._in_tx:
                 self.db.execute("COMMIT")
                 self._in_tx = False
+                self._commits += 1
             if self._open_batches:
                 self._begin()
         except sqlite3.Error as exc:
@@ -412,6 +421,14 @@ class SqliteStore(Store):
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
         self._db = db
+        if self.path != ":memory:":
+            # Checkpoints (WAL -> database file, with an fsync) run on a worker thread: done by the
+            # committing write, one in every few hundred writes paid milliseconds on the event loop.
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")  # the WAL file is cut back to this
+            self._ckpt_db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._ckpt_db.execute("PRAGMA busy_timeout=0")
+            self._checkpointer = every(CHECKPOINT_SECONDS, self._checkpoint, "sqlite checkpoint")
         for (tenant,) in db.execute("SELECT tenant FROM tenants"):
             self._tenants[tenant] = _Tenant()
         for tenant, seq, blob in db.execute("SELECT tenant, seq, doc FROM entities ORDER BY tenant, seq"):
@@ -419,11 +436,28 @@ class SqliteStore(Store):
             t.add(orjson.loads(blob))
             t.seq = max(t.seq, seq)
 
+    async def _checkpoint(self) -> None:
+        if self._commits == 0 or self._ckpt_db is None:
+            return
+        self._commits = 0
+        db = self._ckpt_db
+        self._ckpt_running = asyncio.get_running_loop().run_in_executor(
+            None, lambda: db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+        await asyncio.shield(self._ckpt_running)
+
     async def close(self) -> None:
+        await stop(self._checkpointer)
+        self._checkpointer = None
+        if self._ckpt_running is not None:  # the worker thread still uses its connection
+            with contextlib.suppress(Exception):
+                await self._ckpt_running
+        if self._ckpt_db is not None:
+            self._ckpt_db.close()
+            self._ckpt_db = None
         if self._db is not None:
             if self._in_tx:
                 self._commit()
-            self._db.close()
+            self._db.close()  # the last connection to close checkpoints the rest
             self._db = None
 
     @property

@@ -91,3 +91,35 @@ async def test_writes_survive_close_and_reopen(tmp_path: Path, n: int) -> None:
     await asyncio.gather(*(store.create_entity("", _entity(i)) for i in range(n)))
     await store.close()
     assert len(_committed_ids(path)) == n
+
+
+async def test_checkpoints_run_off_the_event_loop_and_keep_the_wal_small(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writing connection never checkpoints (that fsync paid milliseconds on the loop); a worker
+    thread copies the WAL into the database file every CHECKPOINT_SECONDS, so the WAL is reused."""
+    from broker.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 0.05)
+    path = tmp_path / "w.sqlite3"
+    store = SqliteStore(str(path))
+    await store.start()
+    try:
+        assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        sizes = []
+        for rnd in range(4):
+            await asyncio.gather(*(store.create_entity("", _entity(rnd * 1000 + i)) for i in range(200)))
+            assert store._commits > 0
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                if store._commits == 0 and store._ckpt_running is not None and store._ckpt_running.done():
+                    break
+            busy, frames, copied = store._ckpt_running.result()[0]  # type: ignore[union-attr]
+            assert busy == 0 and frames == copied > 0  # every frame of the WAL is in the database file
+            sizes.append((path.parent / (path.name + "-wal")).stat().st_size)
+        assert max(sizes) == sizes[0]  # the WAL is reused from the start, not grown round after round
+        # what the checkpoints copied is in the database file itself: read it without the WAL
+        with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as other:
+            assert other.execute("SELECT count(*) FROM entities").fetchone()[0] == 800
+    finally:
+        await store.close()
+    assert len(_committed_ids(path)) == 800
