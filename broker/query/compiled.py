@@ -178,7 +178,7 @@ def _fused_comparison(node: Comparison, test: Pred) -> Callable[[Entity], bool] 
     return comparison
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)
 def compile_q(node: QNode) -> Callable[[Entity], bool]:
     """The entity predicate of a q AST (cached per node: subscriptions and queries share it)."""
     if isinstance(node, Comparison):

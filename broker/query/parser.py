@@ -48,7 +48,7 @@ from broker.query.values import classify_unquoted
 
 Expand = Callable[[str], str]
 
-_CACHE_SIZE = 2048
+_CACHE_SIZE = 8192
 
 
 class _Lru:

@@ -473,6 +473,8 @@ class EntityService:
         An exception raised by ``mutate`` aborts the write: nothing is stored.
         """
         await self.check_tenant(tenant)
+        if not self._serialise:  # the embedded store's version check is atomic: no lock to take
+            return await self._modify(tenant, entity_id, mutate, source, publish, copy)
         async with self._entity_lock(tenant, entity_id):
             return await self._modify(tenant, entity_id, mutate, source, publish, copy)
 

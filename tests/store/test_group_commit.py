@@ -108,7 +108,6 @@ async def test_checkpoints_run_off_the_event_loop_and_keep_the_wal_small(tmp_pat
         sizes = []
         for rnd in range(4):
             await asyncio.gather(*(store.create_entity("", _entity(rnd * 1000 + i)) for i in range(200)))
-            assert store._commits > 0
             for _ in range(100):
                 await asyncio.sleep(0.02)
                 if store._commits == 0 and store._ckpt_running is not None and store._ckpt_running.done():
