@@ -77,7 +77,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[QUERY] = QueryService(app[ENTITIES])
     app[DISCOVERY] = DiscoveryService(app[ENTITIES])
     app[SERVICES] = {}
-    app[RENDERED] = entities_api.RenderedCache()
+    app[RENDERED] = entities_api.RenderedCache(settings.render_cache_mb << 20)
     bus.subscribe(app[RENDERED].on_changes)  # first: cached answers go before anything else hears of a write
     app[SUBSCRIPTIONS] = SubscriptionService(store, resolver, settings.subscription_sync_interval)
     outbox = Outbox(store)

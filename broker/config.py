@@ -45,6 +45,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Setting("LOG_FORMAT", "json", "json (structured, one object per line) or text"),
     Setting("MAX_BODY_BYTES", 2 * 1024 * 1024, "Largest request body accepted (413 above)"),
+    Setting("RENDER_CACHE_MB", 256, "Memory for rendered entity answers (GET by id, query pages); 0 = off"),
     Setting("DEFAULT_LIMIT", 20, "Page size when a query gives no limit"),
     Setting("MAX_LIMIT", 1000, "Largest limit; above it a query gets 403 TooManyResults"),
     Setting("MAX_BATCH", 1000, "Most entities in one batch operation"),
@@ -94,6 +95,7 @@ class Settings(BaseModel):
         """``--log-level warning`` works as well as ``WARNING``."""
         return value.upper() if isinstance(value, str) else value
     max_body_bytes: int = Field(2 * 1024 * 1024, gt=0)
+    render_cache_mb: int = Field(256, ge=0)
     default_limit: int = Field(20, gt=0)
     max_limit: int = Field(1000, gt=0)
     max_batch: int = Field(1000, gt=0)

@@ -125,3 +125,18 @@ async def test_same_stamp_recreate_is_not_served_stale(client: TestClient) -> No
         await service.remove(DEFAULT_TENANT, EID)
         await service.create(DEFAULT_TENANT, stored(value))
         assert (await _kv(client))["temperature"] == value
+
+
+async def test_render_cache_mb_sizes_the_cache_and_zero_turns_it_off() -> None:
+    from aiohttp.test_utils import TestClient as Client
+
+    from broker.app import create_app
+    from tests.conftest import BrokerTestServer
+    from tests.conftest import test_settings as broker_settings
+
+    assert create_app(broker_settings())[RENDERED].max_bytes == 256 << 20
+    async with Client(BrokerTestServer(create_app(broker_settings(render_cache_mb=0)))) as off:
+        await create(off, ROOM)
+        assert (await _kv(off))["temperature"] == 20
+        assert (await _kv(off))["temperature"] == 20  # answered twice, kept never
+        assert len(_cache(off)) == 0 and _cache(off).size == 0
