@@ -40,6 +40,7 @@ MAX_HEADERS = 128
 # what may arrive before the end of the headers: the request line, and a few maximal header lines
 MAX_HEAD_BYTES = MAX_LINE_BYTES + 4 * MAX_HEADER_BYTES
 KEEPALIVE_SECONDS = 75.0  # aiohttp's and nginx's default
+REQUEST_SECONDS = 60.0  # a request must arrive whole within this, however it trickles in (slowloris)
 PIPELINE_DEPTH = 16  # requests parsed ahead of the one being answered before reading pauses
 _NO_BODY_STATUS = frozenset({204, 304})
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
@@ -146,8 +147,10 @@ class _Date:
 
 def serialize(resp: web.StreamResponse, head_only: bool, close: bool) -> bytes:
     """Status line, headers and body of a complete ``web.Response`` as one buffer."""
+    if not isinstance(resp, web.Response):
+        raise TypeError(f"unsupported response {type(resp).__name__}: only whole web.Response bodies are sent")
     status = resp.status
-    body = getattr(resp, "body", None)
+    body = resp.body
     if body is None:
         body = b""
     elif not isinstance(body, bytes | bytearray):
@@ -212,6 +215,7 @@ class _Connection(asyncio.Protocol):
         self.reading_paused = False
         self.writable: asyncio.Future[None] | None = None
         self.last_active = time.monotonic()
+        self.started: float | None = None  # when the request being received began
         self.sockname: Any = None
         self.scheme = "http"
 
@@ -280,6 +284,7 @@ class _Connection(asyncio.Protocol):
         self.too_large = 0
         self.head_bytes = 0
         self.in_head = True
+        self.started = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
         self.url_len += len(url)
@@ -328,6 +333,7 @@ class _Connection(asyncio.Protocol):
         self.body_parts.append(body)
 
     def on_message_complete(self) -> None:
+        self.started = None
         parser = self.parser
         parts = self.body_parts
         body = parts[0] if len(parts) == 1 else b"".join(parts)
@@ -421,7 +427,7 @@ class HttpServer:
         self.routes = RouteTable(app)
         self._chains = {h: self._chain(h) for c in self.routes.index.values() for *_, routes, anyr, _m in c
                         for h in (*routes.values(), anyr) if h is not None}
-        self._sweeper = self.loop.call_later(KEEPALIVE_SECONDS / 5, self._sweep)
+        self._sweeper = self.loop.call_later(min(KEEPALIVE_SECONDS, REQUEST_SECONDS) / 5, self._sweep)
 
     def __call__(self) -> _Connection:
         return _Connection(self)
@@ -440,11 +446,14 @@ class HttpServer:
 
     def _sweep(self) -> None:
         """Close connections idle past the keep-alive time (slow or abandoned clients included)."""
-        limit = time.monotonic() - KEEPALIVE_SECONDS
+        now = time.monotonic()
+        idle_limit, request_limit = now - KEEPALIVE_SECONDS, now - REQUEST_SECONDS
         for conn in list(self.connections):
-            if conn.last_active < limit and not conn.busy and conn.transport is not None:
+            if conn.transport is None or conn.busy:
+                continue
+            if conn.last_active < idle_limit or (conn.started is not None and conn.started < request_limit):
                 conn.transport.close()
-        self._sweeper = self.loop.call_later(KEEPALIVE_SECONDS / 5, self._sweep)
+        self._sweeper = self.loop.call_later(min(KEEPALIVE_SECONDS, REQUEST_SECONDS) / 5, self._sweep)
 
     # -- what BaseRunner.cleanup calls
     def pre_shutdown(self) -> None:

@@ -444,6 +444,12 @@ class SqliteStore(Store):
         self._ckpt_running = asyncio.get_running_loop().run_in_executor(
             None, lambda: db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
         await asyncio.shield(self._ckpt_running)
+        # Under steady writes the worker never sees the WAL whole (frames keep arriving while it
+        # copies), and SQLite restarts the WAL only after a checkpoint that left nothing behind: it
+        # would grow without end. So the writing connection copies what arrived meanwhile (little,
+        # and the worker's fsync already flushed the rest); its next write then restarts the WAL.
+        if not self._in_tx and self._db is not None:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     async def close(self) -> None:
         await stop(self._checkpointer)

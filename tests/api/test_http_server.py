@@ -261,6 +261,7 @@ async def test_shutdown_finishes_the_request_in_flight_and_closes_idle_connectio
 
 async def test_idle_connections_are_closed_after_the_keep_alive_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http_server, "KEEPALIVE_SECONDS", 0.5)
+    monkeypatch.setattr(http_server, "REQUEST_SECONDS", 5.0)
     runner, port = await _start(_app())
     try:
         conn = Raw(*await asyncio.open_connection("127.0.0.1", port))
@@ -283,3 +284,29 @@ async def test_a_half_closed_client_gets_every_pipelined_answer(served: Served) 
     status, headers, _ = await conn.response()
     assert status == 200 and headers["connection"] == "close"
     assert await conn.closed()
+
+
+async def test_a_request_trickling_in_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that sends a byte now and then never looks idle, but its request must arrive whole
+    within REQUEST_SECONDS (slowloris)."""
+    monkeypatch.setattr(http_server, "KEEPALIVE_SECONDS", 5.0)
+    monkeypatch.setattr(http_server, "REQUEST_SECONDS", 0.6)
+    runner, port = await _start(_app())
+    try:
+        slow = Raw(*await asyncio.open_connection("127.0.0.1", port))
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises((ConnectionError, OSError)):
+            for byte in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+                await slow.send(bytes([byte]))
+                await asyncio.sleep(0.05)
+                if slow.reader.at_eof():
+                    raise ConnectionResetError("closed by the server")
+        assert loop.time() - t0 < 3.0
+        # a well-behaved client on the same server is served meanwhile
+        conn = Raw(*await asyncio.open_connection("127.0.0.1", port))
+        await conn.send(request("GET", "/health"))
+        assert (await conn.response())[0] == 200
+        conn.close()
+    finally:
+        await runner.cleanup()
