@@ -7,6 +7,7 @@ A service that cannot start fails the run with a clear message; it is never sile
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -20,10 +21,21 @@ class ServiceError(RuntimeError):
     pass
 
 
+_PORTS = random.Random()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port to listen on later, below Linux's ephemeral range (32768+): a port the OS hands out for
+    ``bind(0)`` may be taken as the source port of an outgoing connection before the test binds it."""
+    for _ in range(200):
+        port = _PORTS.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ServiceError("no free port found in 20000-32000")
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str, timeout: float = 30.0) -> None:

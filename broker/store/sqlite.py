@@ -77,6 +77,7 @@ def _entity_keys(entity: Doc, attr: str) -> set[IndexKey]:
     return {k for k in map(_value_key, _values(entity, attr)) if k is not None}
 
 
+INDEX_MIN_SCAN = 64  # a scan of fewer entities is cheaper than an index lookup and its upkeep
 MAX_RANGE_INDEXES = 16  # attributes per tenant with an ordered numeric index
 RANGE_SHARE = 0.01  # a range term narrows a scan when at most this share of the entities meet it
 
@@ -347,6 +348,7 @@ class SqliteStore(Store):
         self._ckpt_db: sqlite3.Connection | None = None
         self._commits = 0  # commits since the last checkpoint
         self._ckpt_running: asyncio.Future[Any] | None = None
+        self._page_size = 4096
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
@@ -426,6 +428,7 @@ class SqliteStore(Store):
             # committing write, one in every few hundred writes paid milliseconds on the event loop.
             db.execute("PRAGMA wal_autocheckpoint=0")
             db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")  # the WAL file is cut back to this
+            self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
             self._ckpt_db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._ckpt_db.execute("PRAGMA busy_timeout=0")
             self._checkpointer = every(CHECKPOINT_SECONDS, self._checkpoint, "sqlite checkpoint")
@@ -443,12 +446,13 @@ class SqliteStore(Store):
         db = self._ckpt_db
         self._ckpt_running = asyncio.get_running_loop().run_in_executor(
             None, lambda: db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
-        await asyncio.shield(self._ckpt_running)
+        (_, frames, _), = await asyncio.shield(self._ckpt_running)
         # Under steady writes the worker never sees the WAL whole (frames keep arriving while it
         # copies), and SQLite restarts the WAL only after a checkpoint that left nothing behind: it
-        # would grow without end. So the writing connection copies what arrived meanwhile (little,
-        # and the worker's fsync already flushed the rest); its next write then restarts the WAL.
-        if not self._in_tx and self._db is not None:
+        # would grow without end. Past WAL_SIZE_LIMIT the writing connection copies what arrived
+        # meanwhile (the worker's fsync flushed the rest; still tens of ms on the loop, so only
+        # then), and its next write restarts the WAL.
+        if frames * self._page_size > WAL_SIZE_LIMIT and not self._in_tx and self._db is not None:
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     async def close(self) -> None:
@@ -567,7 +571,7 @@ class SqliteStore(Store):
     def _equality_sets(t: _Tenant, query: EntityQuery, scan_size: int) -> list[set[str]] | None:
         """The index sets of the most selective ``attr==value`` term of q (any match is in one of them),
         or None when no such term narrows the scan."""
-        if query.q is None or scan_size < 256:
+        if query.q is None or scan_size < INDEX_MIN_SCAN:
             return None
         best: list[set[str]] | None = None
         best_size = int(len(t.entities) * 0.9)  # a term nearly every entity meets narrows nothing
