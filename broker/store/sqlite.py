@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import replace
@@ -25,7 +25,7 @@ from sortedcontainers import SortedKeyList
 from ..errors import AlreadyExists
 from ..periodic import every, stop
 from ..query.ast import And, Comparison, Range, TypeName, Value, ValueList
-from ..query.compiled import _plain_candidates
+from ..query.compiled import _NOT_SCALAR, _plain_candidates, _scalar
 from ..query.model import EntityQuery
 from ..query.values import normalize_datetime
 from .base import Doc, Pager, Store
@@ -64,12 +64,35 @@ def _value_key(value: Any) -> IndexKey | None:
     return None
 
 
-def _values(entity: Doc, attr: str) -> Iterator[Any]:
+def _values(entity: Doc, attr: str) -> list[Any]:
     """Every value a plain term on ``attr`` compares (all instances, lists element-wise)."""
     instances = entity.get("attrs", {}).get(attr)
-    if isinstance(instances, list):
-        for inst in instances:
-            yield from _plain_candidates(inst)[1]
+    if not isinstance(instances, list):
+        return []
+    out: list[Any] = []
+    for inst in instances:
+        v = _scalar(inst)  # the usual instance: its one scalar, read directly
+        if v is _NOT_SCALAR:
+            out.extend(_plain_candidates(inst)[1])
+        else:
+            out.append(v)
+    return out
+
+
+def _same_keys(a: list[Doc] | None, b: list[Doc] | None) -> bool:
+    """True when two instance lists give an index the same keys for certain: the same instances, or
+    scalars of the same type and value pairwise (1 and True differ here, as in the keys)."""
+    if a is b:
+        return True
+    if a is None or b is None or len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if x is y:
+            continue
+        vx, vy = _scalar(x), _scalar(y)
+        if vx is _NOT_SCALAR or type(vx) is not type(vy) or vx != vy:
+            return False
+    return True
 
 
 def _entity_keys(entity: Doc, attr: str) -> set[IndexKey]:
@@ -207,9 +230,7 @@ class _Tenant:
         old_attrs, new_attrs = old.get("attrs", {}), new.get("attrs", {})
 
         def same(attr: str) -> bool:
-            a, b = old_attrs.get(attr), new_attrs.get(attr)
-            return a is b or (a is not None and b is not None and len(a) == len(b)
-                              and all(x is y for x, y in zip(a, b, strict=True)))
+            return _same_keys(old_attrs.get(attr), new_attrs.get(attr))
 
         for attr, ordered in self.ranges.items():
             if same(attr):
