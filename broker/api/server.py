@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -223,6 +224,11 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment] - uvloop's transports do not subclass it
         self.sockname = transport.get_extra_info("sockname")
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # an answer is written whole: its last segment must not wait for the client's delayed ACK
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self.server.connections.add(self)

@@ -310,3 +310,21 @@ async def test_a_request_trickling_in_is_cut_off(monkeypatch: pytest.MonkeyPatch
         conn.close()
     finally:
         await runner.cleanup()
+
+
+async def test_answers_are_sent_without_nagle_delay() -> None:
+    """TCP_NODELAY on every accepted connection: the last segment of an answer must not wait for the
+    client's delayed ACK (aiohttp's server sets it too)."""
+    import socket
+
+    runner, port = await _start(_app())
+    try:
+        conn = Raw(*await asyncio.open_connection("127.0.0.1", port))
+        await conn.send(request("GET", "/health"))
+        assert (await conn.response())[0] == 200
+        [served_conn] = runner.server.connections  # type: ignore[union-attr]
+        sock = served_conn.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        conn.close()
+    finally:
+        await runner.cleanup()
