@@ -48,7 +48,8 @@ def _order_key(entity: Doc) -> tuple[str, str]:
 
 
 CHECKPOINT_SECONDS = 1.0  # how often the WAL is copied into the database file (when anything was written)
-WAL_SIZE_LIMIT = 64 << 20
+WAL_SIZE_LIMIT = 64 << 20  # the WAL file is cut back to this when it restarts
+WAL_CATCH_UP = 256 << 20  # past this, the writing connection finishes a checkpoint itself (a stall)
 MAX_VALUE_INDEXES = 32  # attributes per tenant with an equality index (each costs on every write)
 IndexKey = tuple[str, Any]
 
@@ -470,10 +471,10 @@ class SqliteStore(Store):
         (_, frames, _), = await asyncio.shield(self._ckpt_running)
         # Under steady writes the worker never sees the WAL whole (frames keep arriving while it
         # copies), and SQLite restarts the WAL only after a checkpoint that left nothing behind: it
-        # would grow without end. Past WAL_SIZE_LIMIT the writing connection copies what arrived
+        # would grow without end. Past WAL_CATCH_UP the writing connection copies what arrived
         # meanwhile (the worker's fsync flushed the rest; still tens of ms on the loop, so only
         # then), and its next write restarts the WAL.
-        if frames * self._page_size > WAL_SIZE_LIMIT and not self._in_tx and self._db is not None:
+        if frames * self._page_size > WAL_CATCH_UP and not self._in_tx and self._db is not None:
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     async def close(self) -> None:
