@@ -177,7 +177,7 @@ def serialize(resp: web.StreamResponse, head_only: bool, close: bool) -> bytes:
     if close:
         lines.append("Connection: close\r\n")
     lines.append("\r\n")
-    head = "".join(lines).encode("latin-1", "replace")
+    head = "".join(lines).encode("utf-8", "surrogateescape")  # as aiohttp: a Location may hold an IRI
     return head if head_only or not body else head + body
 
 

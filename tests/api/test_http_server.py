@@ -328,3 +328,17 @@ async def test_answers_are_sent_without_nagle_delay() -> None:
         conn.close()
     finally:
         await runner.cleanup()
+
+
+def test_header_values_beyond_ascii_are_sent_as_utf8() -> None:
+    """Header text is sent as UTF-8, as aiohttp's server sent it (the broker's own Location headers are
+    percent-encoded; a Link to an IRI context is not)."""
+    from broker.api.server import serialize
+
+    resp = web.Response(status=200, body=b"{}", content_type="application/json",
+                        headers={"Link": "<https://example.org/caf\u00e9.jsonld>"})
+    data = serialize(resp, head_only=False, close=False)
+    assert "<https://example.org/caf\u00e9.jsonld>".encode() in data
+    assert data.endswith(b"\r\n\r\n{}") and b"Content-Length: 2\r\n" in data
+    head_only = serialize(resp, head_only=True, close=True)
+    assert head_only.endswith(b"Connection: close\r\n\r\n") and b"Content-Length: 2\r\n" in head_only
