@@ -342,3 +342,40 @@ def test_header_values_beyond_ascii_are_sent_as_utf8() -> None:
     assert data.endswith(b"\r\n\r\n{}") and b"Content-Length: 2\r\n" in data
     head_only = serialize(resp, head_only=True, close=True)
     assert head_only.endswith(b"Connection: close\r\n\r\n") and b"Content-Length: 2\r\n" in head_only
+
+
+async def test_garbage_on_the_wire_never_hangs_or_kills_the_server(served: Served) -> None:
+    """Random and mangled request heads: each connection gets an answer or is closed, within seconds,
+    and the server keeps serving."""
+    import random
+
+    rng = random.Random(1234)
+    good = request("POST", ENTITIES, entity(9))
+    samples = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))) for _ in range(40)]
+    for _ in range(60):  # a valid request with a few bytes changed, dropped or repeated
+        data = bytearray(good)
+        for _ in range(rng.randrange(1, 6)):
+            i = rng.randrange(len(data))
+            op = rng.randrange(3)
+            if op == 0:
+                data[i] = rng.randrange(256)
+            elif op == 1:
+                del data[i]
+            else:
+                data[i:i] = data[i:i + rng.randrange(1, 40)]
+        samples.append(bytes(data))
+    samples += [b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+                b"GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+                b"GET /he\x00alth HTTP/1.1\r\n\r\n", b"GET /health HTTP/9.9\r\n\r\n", b"\r\n\r\n\r\n",
+                b"POST /ngsi-ld/v1/entities HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]
+    for data in samples:
+        conn = await served.connect()
+        await conn.send(data)
+        conn.writer.write_eof()
+        reply = await asyncio.wait_for(conn.reader.read(), 5)  # an answer then the close, or the close
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 "), (data[:60], reply[:80])
+        conn.close()
+    conn = await served.connect()
+    await conn.send(request("GET", "/health"))
+    assert (await conn.response())[0] == 200
+    conn.close()
