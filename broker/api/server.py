@@ -146,7 +146,7 @@ class _Date:
         return cls.value
 
 
-def serialize(resp: web.StreamResponse, head_only: bool, close: bool) -> bytes:
+def serialize(resp: web.StreamResponse, head_only: bool, close: bool, keep_alive_1_0: bool = False) -> bytes:
     """Status line, headers and body of a complete ``web.Response`` as one buffer."""
     if not isinstance(resp, web.Response):
         raise TypeError(f"unsupported response {type(resp).__name__}: only whole web.Response bodies are sent")
@@ -176,6 +176,8 @@ def serialize(resp: web.StreamResponse, head_only: bool, close: bool) -> bytes:
     lines.append(f"Date: {_Date.now()}\r\n")
     if close:
         lines.append("Connection: close\r\n")
+    elif keep_alive_1_0:  # an HTTP/1.0 client keeps the connection only when told so (ab -k, old proxies)
+        lines.append("Connection: keep-alive\r\n")
     lines.append("\r\n")
     head = "".join(lines).encode("utf-8", "surrogateescape")  # as aiohttp: a Location may hold an IRI
     return head if head_only or not body else head + body
@@ -370,11 +372,11 @@ class _Connection(asyncio.Protocol):
                     resp = await server.handle(request)
                     close = (close or resp.keep_alive is False or server.shutting_down
                              or (self.closing and not self.pending))
-                    data = serialize(resp, head_only, close)
+                    data = serialize(resp, head_only, close, request.version == "1.0")
                 except Exception:  # noqa: BLE001 - a handler or serializer fault: answer 500, keep serving
                     log.exception("unanswerable response to %s %s", request.method, request.raw_path)
                     data = serialize(problem_response(InternalError("Internal error; see the broker log")),
-                                     head_only, close)
+                                     head_only, close, request.version == "1.0")
                 transport = self.transport
                 if transport is None:
                     return

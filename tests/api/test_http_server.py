@@ -190,6 +190,13 @@ async def test_http_1_0_and_connection_close_end_the_connection(served: Served) 
     await conn.send(request("GET", "/health", b"", "Connection: close"))
     assert (await conn.response())[1]["connection"] == "close"
     assert await conn.closed()
+    # HTTP/1.0 with keep-alive (ab -k): the answer says so, and the connection serves on
+    conn = await served.connect()
+    for _ in range(2):
+        await conn.send(b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        status, headers, _ = await conn.response()
+        assert status == 200 and headers["connection"].lower() == "keep-alive"
+    conn.close()
 
 
 async def test_protocol_faults_are_problems(served: Served) -> None:
