@@ -55,6 +55,11 @@ class RouteTable:
                 raise TypeError(f"unsupported route resource {resource!r} (static files or sub-apps)")
             self.index.setdefault(_index_key(resource.canonical), []).append(cand)
 
+    def handlers(self) -> set[Handler]:
+        """Every handler a route names (404/405 raisers are made per request, not listed)."""
+        return {h for cands in self.index.values() for _, _, routes, any_route, _ in cands
+                for h in (*routes.values(), any_route) if h is not None}
+
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         allowed: set[str] = set()
         part = path

@@ -73,21 +73,23 @@ class LiteRequest:
     def rel_url(self) -> URL:
         url = self._url
         if url is None:
-            path, _, query = self.raw_path.partition("?")
-            path = path.partition("#")[0]
-            query = query.partition("#")[0]
-            url = self._url = URL.build(path=path, query_string=query, encoded=True)
+            query = self.raw_path.partition("?")[2].partition("#")[0]
+            url = self._url = URL.build(path=self._raw_path_only, query_string=query, encoded=True)
         return url
 
     @property
+    def _raw_path_only(self) -> str:
+        return self.raw_path.partition("?")[0].partition("#")[0]
+
+    @property
     def path(self) -> str:
-        path = self.raw_path.partition("?")[0].partition("#")[0]
-        return path if "%" not in path else self.rel_url.path
+        path = self._raw_path_only
+        return path if "%" not in path else self.rel_url.path  # nothing to decode: skip yarl
 
     @property
     def path_safe(self) -> str:
         """The path decoded except ``%2F`` and ``%25`` (what aiohttp's router matches)."""
-        path = self.raw_path.partition("?")[0].partition("#")[0]
+        path = self._raw_path_only
         return path if "%" not in path else self.rel_url.path_safe
 
     @property
@@ -115,17 +117,10 @@ class LiteRequest:
         name = self._sockname
         return f"{name[0]}:{name[1]}" if isinstance(name, tuple) else "localhost"
 
-    @property
-    def body_exists(self) -> bool:
-        return bool(self._body) or self._too_large > 0
-
     async def read(self) -> bytes:
         if self._too_large:
             raise HTTPRequestEntityTooLarge(max_size=self._max_body, actual_size=self._too_large)
         return self._body
-
-    async def text(self) -> str:
-        return (await self.read()).decode()
 
     def __repr__(self) -> str:
         return f"<LiteRequest {self.method} {self.raw_path}>"
@@ -257,14 +252,12 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
-        except _ProtocolError as exc:
-            self._fail(exc.err)
         except httptools.HttpParserUpgrade:
             self.closing = True  # no protocol switch here: answer what was parsed, then close
             if not self.busy and self.transport is not None:
                 self.transport.close()
         except httptools.HttpParserError as exc:
-            cause = exc.__context__
+            cause = exc.__context__  # a callback's own exception comes back wrapped
             if isinstance(cause, _ProtocolError):
                 self._fail(cause.err)
             else:
@@ -410,9 +403,7 @@ class _Connection(asyncio.Protocol):
         if not self.busy and not self.pending:
             transport.write(serialize(problem_response(err), False, True))
             transport.close()
-        else:
-            # answer the well-formed requests before it, then drop the connection
-            self.pending.clear()
+        # else: the well-formed requests before it are answered, the last of them with the close
 
     def close_if_idle(self) -> bool:
         if not self.busy and self.transport is not None:
@@ -433,8 +424,7 @@ class HttpServer:
         self.idle: asyncio.Future[None] | None = None
         self.shutting_down = False
         self.routes = RouteTable(app)
-        self._chains = {h: self._chain(h) for c in self.routes.index.values() for *_, routes, anyr, _m in c
-                        for h in (*routes.values(), anyr) if h is not None}
+        self._chains = {h: self._chain(h) for h in self.routes.handlers()}
         self._sweeper = self.loop.call_later(min(KEEPALIVE_SECONDS, REQUEST_SECONDS) / 5, self._sweep)
 
     def __call__(self) -> _Connection:

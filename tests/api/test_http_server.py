@@ -386,3 +386,28 @@ async def test_garbage_on_the_wire_never_hangs_or_kills_the_server(served: Serve
     await conn.send(request("GET", "/health"))
     assert (await conn.response())[0] == 200
     conn.close()
+
+
+async def test_a_fault_after_pipelined_requests_answers_them_then_closes(served: Served) -> None:
+    """The requests before a malformed one are answered in order; then the connection ends."""
+    conn = await served.connect()
+    await conn.send(request("GET", "/test/slow?s=0.1") + request("GET", "/health") + b"NOT-HTTP\r\n\r\n")
+    status, _, body = await conn.response()
+    assert status == 200 and orjson.loads(body) == {"slept": True}
+    status, headers, _ = await conn.response()
+    assert status == 200 and headers["connection"] == "close"
+    assert await conn.closed()
+    conn = await served.connect()
+    await conn.send(request("GET", "/test/slow?s=0.1") + b"NOT-HTTP\r\n\r\n")
+    status, headers, _ = await conn.response()
+    assert status == 200 and headers["connection"] == "close"
+    assert await conn.closed()
+
+
+async def test_an_upgrade_request_is_answered_as_plain_http_then_closed(served: Served) -> None:
+    """No protocol switch (no WebSocket here): the request is served, then the connection ends."""
+    conn = await served.connect()
+    await conn.send(request("GET", "/health", b"", "Connection: Upgrade", "Upgrade: websocket"))
+    status, headers, body = await conn.response()
+    assert status == 200 and orjson.loads(body) == {"status": "ok"} and headers["connection"] == "close"
+    assert await conn.closed()

@@ -52,3 +52,4 @@ async def test_route_table_matches_aiohttp_on_every_route() -> None:
                 raise AssertionError(f"{method} {path}: resolved, aiohttp says {expected.http_exception.status}")
         compared += 1
     assert compared == len(METHODS) * len(PATHS)
+    assert table.handlers() == {route.handler for route in app.router.routes()}
