@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broker.errors import BadRequestData
 from broker.query.ast import (
@@ -21,7 +23,7 @@ from broker.query.ast import (
     Value,
     ValueList,
 )
-from broker.query.parser import parse_geoq, parse_q, parse_scope_q, parse_type_expr
+from broker.query.parser import parse_geoq, parse_q, parse_q_text, parse_scope_q, parse_type_expr
 
 B = "https://example.org/"
 
@@ -336,3 +338,36 @@ def test_equals_holds_for_the_same_slightly_invalid_polygon() -> None:
     entity = {"id": "urn:x:1", "type": ["T"], "attrs": {"https://uri.etsi.org/ngsi-ld/location": [
         {"type": "GeoProperty", "value": {"type": "Polygon", "coordinates": bow}}]}}
     assert match_geo(geo, entity)
+
+
+# ---------------------------------------------------------------------------- term-by-term parsing
+
+_PLAIN_TERMS = st.builds(
+    lambda n, o, v: f"{n}{o}{v}",
+    st.sampled_from(["a", "temp", "servesDataset", "x_1", "é"]),
+    st.sampled_from(["==", "!=", ">", ">=", "<", "<="]),
+    st.sampled_from(["5", "-1.5", "1e3", "true", "abc", '"x y"', '"urn:ngsi-ld:R:1"', "1..5", '"a".."b"',
+                     "2023-04-01T10:00:00Z", "2023-04-01T10:00:00.123+01:00", "1..", "..", "1e999", "urn:x:y",
+                     "<5", "a.b", "-", "1.2.3"]))
+_ODD_TERMS = st.builds(
+    lambda n, o, v: f"{n}{o}{v}",
+    st.sampled_from(["a", "a.b", "a[k]", "(a", "", "temp"]),
+    st.sampled_from(["==", ">", "~=", "=", ">>", ""]),
+    st.sampled_from(["5", '"a;b"', '"esc\\"q"', "1,2,3", "", '"', "a b", "[1]", "x)"]))
+_TERMS = st.one_of(_PLAIN_TERMS, _PLAIN_TERMS, _PLAIN_TERMS, _ODD_TERMS)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_TERMS, min_size=2, max_size=4), st.sampled_from([";", ";", ";", "|", ";;"]))
+def test_term_by_term_parse_equals_the_whole_text_parse(terms: list[str], sep: str) -> None:
+    """parse_q's shortcut for conjunctions of plain comparisons gives the grammar's answer, or its
+    error with the same position, for every text."""
+    text = sep.join(terms)
+    try:
+        whole = parse_q_text(text, expand)
+    except BadRequestData as exc:
+        with pytest.raises(BadRequestData) as info:
+            parse_q(text, expand, cache_key=object())
+        assert info.value.detail == exc.detail
+        return
+    assert parse_q(text, expand, cache_key=object()) == whole
