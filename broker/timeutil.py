@@ -60,7 +60,7 @@ def _normalize_parsed(text: str) -> str:
     return format_iso(parse_iso(text))
 
 
-_SEEN_ISO: dict[str, str] = {}  # text → canonical form, for texts already checked (bounded)
+CHECKED_ISO: dict[str, str] = {}  # text → canonical form, for texts already checked (bounded)
 
 
 def normalize_iso(text: str) -> str:
@@ -70,13 +70,13 @@ def normalize_iso(text: str) -> str:
     range-checked by slicing instead of parsed: this runs for every ``observedAt`` written, and
     the same few timestamps recur across a batch, so checked texts are remembered.
     """
-    hit = _SEEN_ISO.get(text) if type(text) is str else None
+    hit = CHECKED_ISO.get(text) if type(text) is str else None
     if hit is not None:
         return hit
     out = _normalize(text)
-    if len(_SEEN_ISO) >= 4096:
-        _SEEN_ISO.clear()
-    _SEEN_ISO[text] = out
+    if len(CHECKED_ISO) >= 4096:
+        CHECKED_ISO.clear()
+    CHECKED_ISO[text] = out
     return out
 
 

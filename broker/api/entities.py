@@ -18,7 +18,7 @@ from ..errors import BadRequestData, InvalidRequest, ResourceNotFound
 from ..jsonld.termmap import TermMap
 from ..services.entities import UpdateResult
 from ..services.events import ChangeEvent
-from ..services.query import render_retrieved, retrieve_spec
+from ..services.query import RetrieveSpec, render_retrieved, retrieve_spec
 from ..timeutil import now_iso
 from .http import (
     GEOJSON,
@@ -27,6 +27,7 @@ from .http import (
     MERGE_PATCH,
     bool_param,
     check_query_params,
+    context_link,
     json_response,
     negotiate,
     options_param,
@@ -260,7 +261,8 @@ async def retrieve_entity(request: web.Request) -> web.Response:
     _check_options(request, RETRIEVE_OPTIONS)
     tm = await term_map(request)
     cache = request.app[RENDERED]
-    variant: Variant = (tm, request.rel_url.raw_query_string, media)
+    raw_query = request.raw_path.partition("?")[2].partition("#")[0]
+    variant: Variant = (tm, raw_query, media)
     # The entity is read before the parameters are parsed, to find a cached answer (its query string was
     # valid then, so it is now); its error is raised after them, so a bad parameter still wins over 404.
     failed: Exception | None = None
@@ -273,26 +275,46 @@ async def retrieve_entity(request: web.Request) -> web.Response:
         hit = cache.get(tenant, entity, variant)
         if hit is not None:
             return _answer_response(hit)
-    # join / pick / omit / geometryProperty parse like a query's (services.query); datasetId is ours
-    spec = retrieve_spec(request.query, tm, multi_options=request.query.getall("options", []))
-    if not _RENDER_PARAMS.isdisjoint(request.query):  # else render_options() gives the defaults
-        spec.render.dataset_id = render_options(request, tm).dataset_id
+    spec = _retrieve_spec(request, tm, raw_query)
     if failed is not None:
         raise failed
     assert entity is not None
     body = await render_retrieved(request.app[STORE], tenant, tm, entity, spec)
     core = request.app[SETTINGS].core_context
+    answer: Answer
     if media == GEOJSON and isinstance(body, dict):
         feature = feature_of(entity, body, spec.geometry_property)
         feature["@context"] = response_context(tm, core)
-        answer: Answer = (orjson.dumps(feature), GEOJSON, None)
+        answer = (orjson.dumps(feature), GEOJSON, None)
+    elif media == JSONLD:
+        ctx = response_context(tm, core)
+        data = {**body, "@context": ctx} if isinstance(body, dict) else [{**d, "@context": ctx} if isinstance(d, dict) else d for d in body]
+        answer = (orjson.dumps(data), media, None)
     else:
-        resp = json_response(body, media=media, tm=tm, core_url=core)
-        assert isinstance(resp.body, bytes)
-        answer = (resp.body, media, resp.headers.get("Link"))
+        answer = (orjson.dumps(body), media, context_link(tm, core))
     if spec.join.join is None:
         cache.put(tenant, entity, variant, answer)
     return _answer_response(answer)
+
+
+_SPECS: dict[tuple[Any, str], RetrieveSpec] = {}  # (term map, raw query string) → parsed parameters
+
+
+def _retrieve_spec(request: web.Request, tm: TermMap, raw_query: str) -> RetrieveSpec:
+    """The parsed parameters of a GET, remembered per term map and query string: clients repeat the
+    same few, and parsing them cost as much as rendering a small entity. Specs are never mutated
+    after this point, so one may serve many requests."""
+    key = (tm, raw_query)
+    spec = _SPECS.get(key)
+    if spec is None:
+        # join / pick / omit / geometryProperty parse like a query's (services.query); datasetId is ours
+        spec = retrieve_spec(request.query, tm, multi_options=request.query.getall("options", []))
+        if not _RENDER_PARAMS.isdisjoint(request.query):  # else render_options() gives the defaults
+            spec.render.dataset_id = render_options(request, tm).dataset_id
+        if len(_SPECS) >= 1024:
+            _SPECS.clear()
+        _SPECS[key] = spec
+    return spec
 
 
 def _answer_response(answer: Answer) -> web.Response:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import BadRequestData, InvalidRequest
 from ..jsonld.termmap import TermMap
-from ..timeutil import normalize_iso
+from ..timeutil import CHECKED_ISO, normalize_iso
 
 NGSILD_NULL = "urn:ngsi-ld:null"
 
@@ -242,6 +242,10 @@ class Expander:
         if type(raw) is dict:
             inst = self._plain_instance(raw)
             return iri, [inst if inst is not None else self.general_instance(name, raw)]
+        if type(raw) is list and raw:
+            plain = self._plain_list(raw)
+            if plain is not None:
+                return iri, plain
         if isinstance(raw, list) and raw and all(type(x) is dict and _looks_like_instance(x) for x in raw):
             instances = [self.instance(name, x) for x in raw]
             if len(instances) > 1:
@@ -253,6 +257,21 @@ class Expander:
                     seen.add(ds)
             return iri, instances
         return iri, [self.instance(name, raw)]
+
+    def _plain_list(self, raw: list[Any]) -> list[dict[str, Any]] | None:
+        """A list of plain instances with distinct datasetIds, or None (then ``attribute`` decides)."""
+        out = []
+        seen: set[str | None] = set()
+        for x in raw:
+            inst = self._plain_instance(x) if type(x) is dict else None
+            if inst is None:
+                return None
+            ds = inst.get("datasetId")
+            if ds in seen:
+                return None  # the general path names the duplicate
+            seen.add(ds)
+            out.append(inst)
+        return out
 
     def instance(self, name: str, raw: Any, depth: int = 0) -> dict[str, Any]:
         if type(raw) is dict:
@@ -341,15 +360,23 @@ class Expander:
             return None
         v = raw[member]
         tv = type(v)
-        if t == "Relationship":
-            if tv is not str or v == NGSILD_NULL or not is_uri(v):
+        # the checks ordered by how often values are of each kind: numbers, then strings
+        if tv is float or tv is bool:
+            if t == "Relationship" or t == "GeoProperty":
+                return None
+        elif tv is str:
+            if v == NGSILD_NULL or t == "GeoProperty":
+                return None
+            if t == "Relationship" and v not in _SEEN_URIS and not is_uri(v):
                 return None
         elif t == "GeoProperty":
             if not _plain_point(v):
                 return None
-        elif tv is str:
-            if v == NGSILD_NULL:
-                return None
+        elif t == "Relationship":
+            return None
+        elif tv is int:
+            if not INT_MIN <= v <= INT_MAX:
+                return None  # the general path refuses it
         elif tv is dict or tv is list:
             if (tv is dict and "@none" in v) or (tv is list and NGSILD_NULL in v):
                 return None  # maybe an NGSI-LD Null: the general path decides
@@ -357,10 +384,7 @@ class Expander:
                 _depth(v)
             except BadRequestData:
                 return None
-        elif tv is int:
-            if not INT_MIN <= v <= INT_MAX:
-                return None  # the general path refuses it
-        elif tv is not float and tv is not bool:
+        else:
             return None
         inst: dict[str, Any] = {"type": t, member: v}
         for key, x in raw.items():
@@ -369,16 +393,19 @@ class Expander:
             if key == "observedAt":
                 if type(x) is not str:
                     return None
-                try:
-                    inst["observedAt"] = normalize_iso(x)
-                except ValueError:
-                    return None
+                iso = CHECKED_ISO.get(x)
+                if iso is None:
+                    try:
+                        iso = normalize_iso(x)
+                    except ValueError:
+                        return None
+                inst["observedAt"] = iso
             elif key == "unitCode":
                 if type(x) is not str or not x:
                     return None
                 inst["unitCode"] = x
             elif key == "datasetId":
-                if not is_uri(x):
+                if type(x) is not str or (x not in _SEEN_URIS and not is_uri(x)):
                     return None
                 inst["datasetId"] = x
             elif key in INSTANCE_MEMBERS or type(x) is not dict:
@@ -461,9 +488,19 @@ class Expander:
         if len(body) > MAX_ATTRIBUTES and sum(k not in ENTITY_MEMBERS for k in body) > MAX_ATTRIBUTES:
             raise BadRequestData(f"More than {MAX_ATTRIBUTES} attributes in one entity or fragment")
         attrs: dict[str, list[dict[str, Any]]] = {}
+        known = self.tm.expanded.get  # names expanded before (only valid ones are in _VALID_NAMES)
+        plain = self._plain_instance
         for key, raw in body.items():
             if key in ENTITY_MEMBERS:
                 continue
+            if type(raw) is dict and key in _VALID_NAMES:  # the usual attribute, without attribute()
+                iri = known(key)
+                inst = plain(raw) if iri is not None else None
+                if inst is not None:
+                    if iri in attrs:
+                        raise BadRequestData(f"Attribute {key} given twice")
+                    attrs[iri] = [inst]
+                    continue
             iri, instances = self.attribute(key, raw)
             if iri in attrs:
                 raise BadRequestData(f"Attribute {key} given twice")

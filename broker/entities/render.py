@@ -70,6 +70,8 @@ class Renderer:
     def __init__(self, tm: TermMap, opts: RenderOptions) -> None:
         self.tm = tm
         self.opts = opts
+        # the default form (normalized, no system attributes), which ``instance`` shortcuts
+        self._plain = opts.format == NORMALIZED and not opts.sys_attrs
 
     def entity(self, entity: dict[str, Any]) -> dict[str, Any]:
         opts = self.opts
@@ -85,6 +87,7 @@ class Renderer:
             if scope:
                 out["scope"] = scope[0] if len(scope) == 1 else scope
         keep, omit, instance = opts.attrs, opts.omit, self.instance
+        known = self.tm.compacted.get  # compact()'s own cache, without the call
         # one instance and no datasetId filter (the common case) skips attribute() and its list
         single = opts.dataset_id is None
         for iri, instances in entity.get("attrs", {}).items():
@@ -93,7 +96,7 @@ class Renderer:
             if omit is not None and iri in omit:
                 continue
             if single and len(instances) == 1:
-                out[compact(iri)] = instance(instances[0])
+                out[known(iri) or compact(iri)] = instance(instances[0])
                 continue
             rendered = self.attribute(instances)
             if rendered is not None:
@@ -115,17 +118,18 @@ class Renderer:
         return rendered[0] if len(rendered) == 1 else rendered
 
     def instance(self, inst: dict[str, Any]) -> Any:
-        opts = self.opts
-        fmt = opts.format
         attr_type = inst["type"]
-        if fmt == NORMALIZED and not opts.sys_attrs and attr_type in _PLAIN_KINDS and "objectType" not in inst:
+        if self._plain and attr_type in _PLAIN_KINDS and "objectType" not in inst:
             # the usual instance in the default form: the same members in the same order, without the
             # per-member checks below (rendering is most of a GET or a query page)
             member = "object" if attr_type == "Relationship" else "value"
             out: dict[str, Any] = {"type": attr_type, member: inst.get(member)}
-            for key in _META:
-                if key in inst:
-                    out[key] = inst[key]
+            if "datasetId" in inst:
+                out["datasetId"] = inst["datasetId"]
+            if "observedAt" in inst:
+                out["observedAt"] = inst["observedAt"]
+            if "unitCode" in inst:
+                out["unitCode"] = inst["unitCode"]
             subs = inst.get("subs")
             if subs:
                 compact = self.tm.compact

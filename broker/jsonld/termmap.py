@@ -15,7 +15,7 @@ class TermMap:
     """Term <-> IRI mapping for one processed @context."""
 
     __slots__ = ("key", "context", "vocab", "_terms", "_reverse", "_prefixes", "_coercion",
-                 "_expand_cache", "_compact_cache")
+                 "_expand_cache", "_compact_cache", "compacted", "expanded")
 
     def __init__(self, key: bytes, context: Any, mappings: dict[str, dict[str, Any]],
                  vocab: str | None) -> None:
@@ -44,6 +44,8 @@ class TermMap:
         self._prefixes.sort(key=lambda p: -len(p[1]))
         self._expand_cache: dict[str, str] = {}
         self._compact_cache: dict[str, str] = {}
+        self.compacted = self._compact_cache  # read by hot loops that skip the call to compact()
+        self.expanded = self._expand_cache  # likewise for expand()
 
     def expand(self, term: str) -> str:
         """Expand a term, compact IRI or vocabulary-relative name to an absolute IRI."""

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..entities.expand import check_entity_id, check_name, is_uri
-from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, RenderOptions
+from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, Renderer, RenderOptions
 from ..errors import BadRequestData, InvalidRequest, OperationNotSupported, ResourceNotFound, TooManyResults
 from ..jsonld.termmap import TermMap
 from ..query.ast import DEFAULT_GEOPROPERTY, Or
@@ -462,7 +462,10 @@ async def render_retrieved(store: Any, tenant: str, tm: TermMap, entity: dict[st
     opts = spec.render
     if opts.attrs is not None and spec.pick is None and not any(a in opts.attrs for a in entity.get("attrs", {})):
         raise ResourceNotFound(f"Entity {entity['id']} has none of the requested attributes")
-    out = await Linker(store, tenant, tm, opts, spec.join, spec.pick, spec.omit).render_one(entity)
+    if spec.join.join is None:  # nothing linked: the Linker would render just this (pick / omit are in opts)
+        out: dict[str, Any] | list[dict[str, Any]] = Renderer(tm, opts).entity(entity)
+    else:
+        out = await Linker(store, tenant, tm, opts, spec.join, spec.pick, spec.omit).render_one(entity)
     if not out:
         raise ResourceNotFound(f"Nothing of entity {entity['id']} is left after pick / omit")
     return out
