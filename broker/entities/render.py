@@ -114,6 +114,9 @@ class Renderer:
             instances = [i for i in instances if i.get("datasetId", "@none") in self.opts.dataset_id]
             if not instances:
                 return None
+        if len(instances) > 1 and self.opts.format == SIMPLIFIED:
+            # a Multi-Attribute in the simplified form: its values keyed by datasetId (clause 4.5.4, v1.8)
+            return {"dataset": {i.get("datasetId", "@none"): self.instance(i) for i in instances}}
         rendered = [self.instance(i) for i in instances]
         return rendered[0] if len(rendered) == 1 else rendered
 

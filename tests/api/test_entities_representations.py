@@ -139,7 +139,12 @@ async def test_multi_instance_and_dataset_id(client: TestClient) -> None:
     got = await get(client, EID, "?datasetId=urn:ngsi-ld:Dataset:gps")
     assert got["speed"] == body["speed"][1]
     got = await get(client, EID, "?datasetId=@none,urn:ngsi-ld:Dataset:radar&options=keyValues")
-    assert got["speed"] == [10, 12]
+    # a Multi-Attribute in the simplified form: values keyed by datasetId (ETSI GS CIM 009 v1.8 clause 4.5.4)
+    assert got["speed"] == {"dataset": {"@none": 10, "urn:ngsi-ld:Dataset:radar": 12}}
+    got = await get(client, EID, "?options=keyValues")
+    assert got["speed"] == {"dataset": {"@none": 10, "urn:ngsi-ld:Dataset:gps": 11, "urn:ngsi-ld:Dataset:radar": 12}}
+    got = await get(client, EID, "?datasetId=urn:ngsi-ld:Dataset:gps&options=keyValues")
+    assert got["speed"] == 11  # one instance left: a plain value, as for any single attribute
     resp = await client.get(url(EID) + "?datasetId=not%20a%20uri")
     await problem(resp, 400, "BadRequestData")
     dup = {"id": "urn:ngsi-ld:Building:9", "type": "Building",
