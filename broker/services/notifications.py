@@ -200,10 +200,27 @@ def _add_deleted(out: dict[str, Any], c: Compiled, ev: ChangeEvent, opts: Render
             continue
         name = c.notify_tm.compact(iri)
         current = out.get(name)
-        if current is None:
+        if opts.format == SIMPLIFIED and not gone_whole:
+            # a Multi-Attribute's values keyed by datasetId, the deleted ones as NGSI-LD Null (4.5.4)
+            out[name] = {"dataset": {**_simplified_datasets(ev, iri, current, opts),
+                                     **{i.get("datasetId", "@none"): NULL for i in instances}}}
+        elif current is None:
             out[name] = nulls[0] if len(nulls) == 1 else nulls
         elif opts.format != SIMPLIFIED:
             out[name] = [*(current if isinstance(current, list) else [current]), *nulls]
+
+
+def _simplified_datasets(ev: ChangeEvent, iri: str, current: Any, opts: RenderOptions) -> dict[str, Any]:
+    """The remaining instances of an attribute in the simplified form, keyed by datasetId: ``current``
+    is the renderer's dataset map when several remain, their one value when one does."""
+    remaining = ((ev.after or {}).get("attrs") or {}).get(iri) or []
+    if opts.dataset_id is not None:
+        remaining = [i for i in remaining if i.get("datasetId", "@none") in opts.dataset_id]
+    if current is None or not remaining:
+        return {}
+    if len(remaining) == 1:
+        return {remaining[0].get("datasetId", "@none"): current}
+    return dict(current["dataset"]) if isinstance(current, dict) and "dataset" in current else {}
 
 
 def to_geojson(entities: list[dict[str, Any]], keyvalues: bool) -> dict[str, Any]:

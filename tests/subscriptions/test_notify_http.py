@@ -311,6 +311,27 @@ async def test_deleted_instances_are_ngsi_ld_null_with_previous_values(nclient: 
     assert got["owner"]["previousObject"] == "urn:ngsi-ld:P:1"
 
 
+async def test_deleted_instances_in_key_values_are_in_the_dataset_map(nclient: TestClient,
+                                                                       receiver: Receiver) -> None:
+    """keyValues: a Multi-Attribute is ``{"dataset": {datasetId: value}}`` (CIM 009 v1.8 clause 4.5.4),
+    a deleted instance's value the NGSI-LD Null; one instance left keeps its datasetId key there."""
+    name = [{"type": "Property", "value": "Eiffel Tower"},
+            {"type": "Property", "value": "Tour Eiffel", "datasetId": "urn:ngsi-ld:Dataset:fr"},
+            {"type": "Property", "value": "Eiffelturm", "datasetId": "urn:ngsi-ld:Dataset:de"}]
+    await create(nclient, room(85, name=name))
+    await subscribe(nclient, receiver.url, notificationTrigger=["attributeDeleted"],
+                    entities=[{"type": "Room", "id": "urn:ngsi-ld:Room:85"}], notification={"format": "keyValues"})
+    r = await nclient.delete(f"{ENTITIES}/urn:ngsi-ld:Room:85/attrs/name", params={"datasetId": "urn:ngsi-ld:Dataset:fr"})
+    assert r.status == 204, await r.text()
+    got = (await receiver.next())["body"]["data"][0]
+    assert got["name"] == {"dataset": {"@none": "Eiffel Tower", "urn:ngsi-ld:Dataset:de": "Eiffelturm",
+                                       "urn:ngsi-ld:Dataset:fr": "urn:ngsi-ld:null"}}
+    r = await nclient.delete(f"{ENTITIES}/urn:ngsi-ld:Room:85/attrs/name", params={"datasetId": "urn:ngsi-ld:Dataset:de"})
+    assert r.status == 204, await r.text()
+    got = (await receiver.next())["body"]["data"][0]
+    assert got["name"] == {"dataset": {"@none": "Eiffel Tower", "urn:ngsi-ld:Dataset:de": "urn:ngsi-ld:null"}}
+
+
 async def test_entity_deletion_with_sysattrs(nclient: TestClient, receiver: Receiver) -> None:
     await create(nclient, room(82))
     await subscribe(nclient, receiver.url, notificationTrigger=["entityDeleted"],
