@@ -130,7 +130,8 @@ async def test_append_attrs(client: TestClient) -> None:
     assert await resp.json() == {"updated": [V + "noise", V + "humidity"], "notUpdated": [
         {"attributeName": V + "temperature", "reason": "Attribute exists and noOverwrite was requested"}]}
     got = await get(client, EID, "?options=keyValues")
-    assert got["temperature"] == 30 and got["noise"] == 50 and got["humidity"] == [40, 41, 7]
+    assert got["temperature"] == 30 and got["noise"] == 50 and got["humidity"] == {"dataset": {
+        "@none": 40, "urn:ngsi-ld:Dataset:b": 41, "urn:ngsi-ld:Dataset:c": 7}}
     [event] = rec.take()
     assert names(event.created) == {"noise"} and names(event.updated) == {"humidity"}
     # nothing new at all: 207, no write, no event
@@ -239,7 +240,8 @@ async def test_partial_attribute_update(client: TestClient) -> None:
     resp = await send(client, "PATCH", url(EID, "attrs", "humidity"),
                       {"value": 50, "datasetId": "urn:ngsi-ld:Dataset:b"})
     assert resp.status == 204
-    assert (await get(client, EID, "?options=keyValues"))["humidity"] == [40, 50]
+    assert (await get(client, EID, "?options=keyValues"))["humidity"] == {"dataset": {
+        "@none": 40, "urn:ngsi-ld:Dataset:b": 50}}
     # errors
     for path, body, status, kind in [
         (url(EID, "attrs", "nothere"), {"value": 1}, 404, "ResourceNotFound"),
