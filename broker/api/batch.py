@@ -7,6 +7,7 @@ the Link header context applies to all of them.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -22,6 +23,7 @@ from .keys import BATCH, RESOLVER, SETTINGS
 
 BASE = "/ngsi-ld/v1/entityOperations"
 BATCH_PARAMS = frozenset({"options", "local"})
+YIELD_EVERY = 100  # entries expanded between turns of the event loop (100 benchmark entities: ~7 ms)
 
 
 def _raw_id(entry: Any, op: BatchOp) -> str:
@@ -72,7 +74,9 @@ async def _items(request: web.Request, op: BatchOp) -> list[BatchItem]:
     contexts = _Contexts(request, ld)
     now = now_iso()
     items: list[BatchItem] = []
-    for entry in body:
+    for n, entry in enumerate(body):
+        if n and n % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # nothing is written yet: let other requests run between slices
         try:
             items.append(await _item(op, entry, contexts, now))
         except NgsiLdError as err:

@@ -205,3 +205,32 @@ async def test_in_process_upsert_entities(client: TestClient) -> None:
     assert got == room(1, t=6)
     assert [len(c) for c in rec.calls] == [2, 1, 1]
     assert {e.source for e in rec.events} == {"iota", "api"}
+
+
+async def test_large_batch_lets_other_requests_run_while_it_is_expanded(client: TestClient) -> None:
+    """Expansion yields to the event loop every YIELD_EVERY entries (nothing is written before it
+    ends), so a request arriving meanwhile is answered before the batch is."""
+    import asyncio
+
+    from broker.api.batch import YIELD_EVERY
+
+    entities = [room(5000 + n, temperature={"type": "Property", "value": n, "observedAt": "2024-01-01T00:00:00Z"},
+                     **{f"a{k}": {"type": "Property", "value": k} for k in range(30)})
+                for n in range(1000)]
+    assert len(entities) > 5 * YIELD_EVERY
+    order: list[str] = []
+
+    async def batch() -> None:
+        resp = await send(client, "POST", "/ngsi-ld/v1/entityOperations/create", entities)
+        assert resp.status == 201, await resp.text()
+        order.append("batch")
+
+    async def probe() -> None:
+        await asyncio.sleep(0.02)  # the batch is being expanded by now (1000 entities take ~0.2 s)
+        resp = await client.get("/ngsi-ld/v1/types")
+        assert resp.status == 200
+        order.append("probe")
+
+    await asyncio.gather(batch(), probe())
+    assert order == ["probe", "batch"]
+    assert (await get(client, "urn:ngsi-ld:Room:5999"))["a29"]["value"] == 29
