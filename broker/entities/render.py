@@ -127,12 +127,9 @@ class Renderer:
             # per-member checks below (rendering is most of a GET or a query page)
             member = "object" if attr_type == "Relationship" else "value"
             out: dict[str, Any] = {"type": attr_type, member: inst.get(member)}
-            if "datasetId" in inst:
-                out["datasetId"] = inst["datasetId"]
-            if "observedAt" in inst:
-                out["observedAt"] = inst["observedAt"]
-            if "unitCode" in inst:
-                out["unitCode"] = inst["unitCode"]
+            for key in _META:
+                if key in inst:
+                    out[key] = inst[key]
             subs = inst.get("subs")
             if subs:
                 compact = self.tm.compact
@@ -173,12 +170,9 @@ class Renderer:
         if "objectType" in inst:
             v = inst["objectType"]
             out["objectType"] = [self.tm.compact(x) for x in v] if isinstance(v, list) else self.tm.compact(v)
-        if "datasetId" in inst:
-            out["datasetId"] = inst["datasetId"]
-        if "observedAt" in inst:
-            out["observedAt"] = inst["observedAt"]
-        if "unitCode" in inst:
-            out["unitCode"] = inst["unitCode"]
+        for key in _META:
+            if key in inst:
+                out[key] = inst[key]
         if opts.sys_attrs:
             if "createdAt" in inst:
                 out["createdAt"] = inst["createdAt"]
