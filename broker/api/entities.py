@@ -27,7 +27,7 @@ from .http import (
     MERGE_PATCH,
     bool_param,
     check_query_params,
-    context_link,
+    json_answer,
     json_response,
     negotiate,
     options_param,
@@ -286,12 +286,9 @@ async def retrieve_entity(request: web.Request) -> web.Response:
         feature = feature_of(entity, body, spec.geometry_property)
         feature["@context"] = response_context(tm, core)
         answer = (orjson.dumps(feature), GEOJSON, None)
-    elif media == JSONLD:
-        ctx = response_context(tm, core)
-        data = {**body, "@context": ctx} if isinstance(body, dict) else [{**d, "@context": ctx} if isinstance(d, dict) else d for d in body]
-        answer = (orjson.dumps(data), media, None)
     else:
-        answer = (orjson.dumps(body), media, context_link(tm, core))
+        data, link = json_answer(body, media, tm, core)
+        answer = (data, media, link)
     if spec.join.join is None:
         cache.put(tenant, entity, variant, answer)
     return _answer_response(answer)

@@ -161,20 +161,28 @@ def response_context(tm: TermMap, core_url: str) -> Any:
     return tm.context if tm.context is not None else core_url
 
 
+def json_answer(data: Any, media: str, tm: TermMap, core_url: str) -> tuple[bytes, str | None]:
+    """Body and ``Link`` header of an answer: JSON-LD carries @context inline, plain JSON a Link."""
+    if media != JSONLD:
+        return orjson.dumps(data), context_link(tm, core_url)
+    ctx = response_context(tm, core_url)
+    if isinstance(data, dict):
+        data = {**data, "@context": ctx}
+    elif isinstance(data, list):
+        data = [{**d, "@context": ctx} if isinstance(d, dict) else d for d in data]
+    return orjson.dumps(data), None
+
+
 def json_response(data: Any, status: int = 200, *, media: str = JSON, tm: TermMap | None = None,
                   core_url: str = "", headers: dict[str, str] | None = None) -> web.Response:
-    """Serialize with orjson; JSON-LD answers carry @context inline, plain JSON a Link header."""
+    """Serialize with orjson (``json_answer`` when a term map gives the @context)."""
     hdrs = dict(headers or {})
-    if tm is not None:
-        if media == JSONLD:
-            ctx = response_context(tm, core_url)
-            if isinstance(data, dict):
-                data = {**data, "@context": ctx}
-            elif isinstance(data, list):
-                data = [{**d, "@context": ctx} if isinstance(d, dict) else d for d in data]
-        else:
-            hdrs["Link"] = context_link(tm, core_url)
-    return web.Response(body=orjson.dumps(data), status=status, content_type=media, headers=hdrs)
+    if tm is None:
+        return web.Response(body=orjson.dumps(data), status=status, content_type=media, headers=hdrs)
+    body, link = json_answer(data, media, tm, core_url)
+    if link is not None:
+        hdrs["Link"] = link
+    return web.Response(body=body, status=status, content_type=media, headers=hdrs)
 
 
 def json_list_response(parts: list[bytes], *, media: str = JSON, tm: TermMap, core_url: str = "",
