@@ -23,26 +23,24 @@ from agents.southbound import Southbound
 from agents.state import Agents
 from agents.writer import LocalWriter, RemoteWriter, Writer, json_ld_context
 from broker.api.keys import BUS, STORE
-from broker.api.middleware import ProblemAppRunner, ProblemRequestHandler
+from broker.api.server import BrokerRunner
 from broker.config import Settings
 from broker.errors import NgsiLdError
 
 log = logging.getLogger("agents")
 
 
-class _IotaRequestHandler(ProblemRequestHandler):
-    """Malformed HTTP and too-long request lines on the agents' ports, as the lib's ``{name, message}``."""
-
-    __slots__ = ()
-
-    @staticmethod
-    def error_response(err: NgsiLdError) -> web.Response:
-        name = "INTERNAL_ERROR" if err.status >= 500 else "BAD_REQUEST"
-        return web.json_response({"name": name, "message": err.detail}, status=err.status)
+def iota_error_response(err: NgsiLdError) -> web.Response:
+    """A request refused before any handler (malformed, too long) or unanswered by one, as the lib's
+    ``{name, message}``."""
+    name = "INTERNAL_ERROR" if err.status >= 500 else "BAD_REQUEST"
+    return web.json_response({"name": name, "message": err.detail}, status=err.status)
 
 
-class IotaAppRunner(ProblemAppRunner):
-    handler_class = _IotaRequestHandler
+class IotaAppRunner(BrokerRunner):
+    """The agents' ports on the broker's HTTP server; protocol faults answered as the lib does."""
+
+    error_response = staticmethod(iota_error_response)
 
 
 class AgentRuntime:
@@ -133,7 +131,7 @@ async def start_agents(broker_app: web.Application, settings: Settings, mqtt_url
     sites: list[web.TCPSite] = []
     for app, port, what in ((create_north_app(agents), settings.iota_north_port, "provisioning"),
                             (create_south_app(agents), settings.iota_http_port, "HTTP southbound")):
-        runner = IotaAppRunner(app, access_log=None, handle_signals=False)
+        runner = IotaAppRunner(app, max_body=settings.max_body_bytes, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, port, reuse_address=True)
         await site.start()

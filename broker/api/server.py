@@ -368,7 +368,7 @@ class _Connection(asyncio.Protocol):
                     data = serialize(resp, head_only, close, request.version == "1.0")
                 except Exception:  # noqa: BLE001 - a handler or serializer fault: answer 500, keep serving
                     log.exception("unanswerable response to %s %s", request.method, request.raw_path)
-                    data = serialize(problem_response(InternalError("Internal error; see the broker log")),
+                    data = serialize(server.error_response(InternalError("Internal error; see the broker log")),
                                      head_only, close, request.version == "1.0")
                 transport = self.transport
                 if transport is None:
@@ -401,7 +401,7 @@ class _Connection(asyncio.Protocol):
         if transport is None:
             return
         if not self.busy and not self.pending:
-            transport.write(serialize(problem_response(err), False, True))
+            transport.write(serialize(self.server.error_response(err), False, True))
             transport.close()
         # else: the well-formed requests before it are answered, the last of them with the close
 
@@ -415,9 +415,13 @@ class _Connection(asyncio.Protocol):
 class HttpServer:
     """The protocol factory aiohttp's sites call, and the connection set its runner shuts down."""
 
-    def __init__(self, app: web.Application, *, max_body: int) -> None:
+    def __init__(self, app: web.Application, *, max_body: int,
+                 error_response: Callable[[NgsiLdError], web.Response] = problem_response) -> None:
         self.app = app
         self.max_body = max_body
+        # the answer to a request refused before any handler runs (malformed, too long) or left
+        # unanswered by one: problem+json here, the IoT Agent library's error body on the agents' ports
+        self.error_response = error_response
         self.loop = asyncio.get_running_loop()
         self.connections: set[_Connection] = set()
         self.active = 0
@@ -473,15 +477,21 @@ class HttpServer:
 
 
 class BrokerRunner(web.AppRunner):
-    """``web.AppRunner`` whose sites serve through ``HttpServer`` (start-up and clean-up are aiohttp's)."""
+    """``web.AppRunner`` whose sites serve through ``HttpServer`` (start-up and clean-up are aiohttp's).
 
-    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+    ``max_body`` defaults to the broker settings' limit; ``error_response`` answers protocol faults."""
+
+    error_response: Callable[[NgsiLdError], web.Response] = staticmethod(problem_response)
+
+    def __init__(self, app: web.Application, *, max_body: int | None = None, **kwargs: Any) -> None:
         kwargs.pop("handler_cancellation", None)
         super().__init__(app, **kwargs)
+        self.max_body = max_body
 
     async def _make_server(self) -> Any:
         await super()._make_server()  # the app's start-up and freeze
-        return HttpServer(self._app, max_body=self._app[SETTINGS].max_body_bytes)
+        max_body = self.max_body if self.max_body is not None else self._app[SETTINGS].max_body_bytes
+        return HttpServer(self._app, max_body=max_body, error_response=self.error_response)
 
 
 __all__ = ["BrokerRunner", "HttpServer", "LiteRequest", "serialize"]
