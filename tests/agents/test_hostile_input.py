@@ -89,3 +89,13 @@ async def test_too_long_request_lines_answer_like_the_lib(stack: Stack) -> None:
         head, _, body = data.partition(b"\r\n\r\n")
         assert head.split()[1] == b"414", head
         assert b'"name": "BAD_REQUEST"' in body
+
+
+async def test_bodies_over_the_limit_answer_413_like_the_lib_and_the_ports_keep_serving(stack: Stack) -> None:
+    big = b'{"t": "' + b"x" * (3 * 1024 * 1024) + b'"}'  # over the 2 MiB default body limit
+    for url in (f"{stack.north}/iot/devices", f"{stack.south}/iot/json?k={APIKEY}&i=big"):
+        status, body = await stack.call("POST", url, data=big, headers={**JSON, **HEADERS})
+        assert status == 413, body
+        assert set(body) == {"name", "message"}, body
+    status, body = await stack.call("GET", f"{stack.north}/iot/about")
+    assert status == 200 and "libVersion" in body, body
