@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import replace
@@ -132,6 +132,50 @@ def _range_terms(q: Any) -> list[tuple[str, float | None, bool, float | None, bo
     return found
 
 
+def _set_bounds(bounds: dict[str, tuple[float, float]], eid: str, numbers: set[float] | None) -> None:
+    if numbers:
+        bounds[eid] = (min(numbers), max(numbers))
+    else:
+        bounds.pop(eid, None)
+
+
+RangeCheck = tuple[dict[str, tuple[float, float]], float | None, bool, float | None, bool]
+
+
+def _may_meet(checks: list[RangeCheck], eid: str) -> bool:
+    """False when an entity's numbers on a range term's attribute all lie outside the range (so q
+    cannot hold); True when they may meet every term. An entity with no number there meets none
+    (an order term compares numbers only, as the ordered index assumes)."""
+    for bounds, low, low_in, high, high_in in checks:
+        b = bounds.get(eid)
+        if b is None:
+            return False
+        if low is not None and (b[1] < low or (b[1] == low and not low_in)):
+            return False
+        if high is not None and (b[0] > high or (b[0] == high and not high_in)):
+            return False
+    return True
+
+
+def _prefiltered(checks: list[RangeCheck], matches: Callable[[Doc], bool]) -> Callable[[Doc], bool]:
+    """``matches`` behind the bounds test of ``_may_meet``; one ``attr>n`` / ``attr<n`` term, the
+    usual case, as one inline comparison."""
+    if len(checks) == 1:
+        bounds, low, low_in, high, high_in = checks[0]
+        get = bounds.get
+        if high is None and low is not None and not low_in:
+            def above(entity: Doc) -> bool:
+                b = get(entity["id"])
+                return b is not None and b[1] > low and matches(entity)
+            return above
+        if low is None and high is not None and not high_in:
+            def below(entity: Doc) -> bool:
+                b = get(entity["id"])
+                return b is not None and b[0] < high and matches(entity)
+            return below
+    return lambda entity: _may_meet(checks, entity["id"]) and matches(entity)
+
+
 def _literal_keys(operand: Any) -> list[IndexKey] | None:
     """Index keys an ``==`` operand matches exactly, or None when the index cannot answer it."""
     items = operand.items if isinstance(operand, ValueList) else (operand,)
@@ -188,7 +232,8 @@ class _Tenant:
     re-sorted once before the next read that iterates it.
     """
 
-    __slots__ = ("entities", "by_type", "seq", "_last", "_unsorted", "_unsorted_types", "values", "ranges")
+    __slots__ = ("entities", "by_type", "seq", "_last", "_unsorted", "_unsorted_types", "values", "ranges",
+                 "bounds")
 
     def __init__(self) -> None:
         self.entities: dict[str, Doc] = {}
@@ -203,15 +248,20 @@ class _Tenant:
         # Ordered numeric indexes, built on first use by a range term of q: attribute IRI -> sorted
         # (number, id) pairs, so a selective ``attr>n`` is answered by bisection instead of a scan.
         self.ranges: dict[str, SortedKeyList] = {}
+        # Beside each ordered index, id -> (least, greatest) of the entity's numbers: a scan tests a
+        # range term against it with one lookup before running the whole q on the entity.
+        self.bounds: dict[str, dict[str, tuple[float, float]]] = {}
 
     def _index(self, entity: Doc, add: bool) -> None:
         eid = entity["id"]
         for attr, ordered in self.ranges.items():
-            for n in _numbers(entity, attr):
+            numbers = _numbers(entity, attr)
+            for n in numbers:
                 if add:
                     ordered.add((n, eid))
                 else:
                     ordered.discard((n, eid))
+            _set_bounds(self.bounds[attr], eid, numbers if add else None)
         for attr, index in self.values.items():
             for key in _entity_keys(entity, attr):
                 if add:
@@ -241,6 +291,7 @@ class _Tenant:
                 ordered.discard((n, eid))
             for n in after - before:
                 ordered.add((n, eid))
+            _set_bounds(self.bounds[attr], eid, after)
         for attr, index in self.values.items():
             if same(attr):
                 continue
@@ -269,9 +320,16 @@ class _Tenant:
         """The ordered numeric index of ``attr``, built now if there is room for one more."""
         ordered = self.ranges.get(attr)
         if ordered is None and len(self.ranges) < MAX_RANGE_INDEXES:
-            ordered = SortedKeyList(((n, e["id"]) for e in self.entities.values() for n in _numbers(e, attr)),
-                                    key=_first)
+            bounds: dict[str, tuple[float, float]] = {}
+            pairs = []
+            for e in self.entities.values():
+                numbers = _numbers(e, attr)
+                if numbers:
+                    pairs.extend((n, e["id"]) for n in numbers)
+                    _set_bounds(bounds, e["id"], numbers)
+            ordered = SortedKeyList(pairs, key=_first)
             self.ranges[attr] = ordered
+            self.bounds[attr] = bounds
         return ordered
 
     def _append(self, bucket: dict[str, Doc], name: str, entity: Doc) -> bool:
@@ -630,6 +688,12 @@ class SqliteStore(Store):
         if query.ids is None and isinstance(query.types, TypeName) and not isinstance(candidates, list):
             check = replace(query, types=None)  # the type index already guarantees the type
         matches = entity_matcher(check)
+        # range terms with an ordered index: tested on the entity's number bounds before q itself
+        checks: list[RangeCheck] = [(t.bounds[attr], low, low_in, high, high_in)
+                                    for attr, low, low_in, high, high_in in _range_terms(query.q)
+                                    if attr in t.bounds] if query.q is not None else []
+        if checks:
+            matches = _prefiltered(checks, matches)
         if sets is None:
             for entity in candidates:
                 if matches(entity) and pager.add(entity):

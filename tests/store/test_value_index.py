@@ -69,6 +69,7 @@ async def test_index_matches_scan_across_writes(tmp_path) -> None:  # type: igno
         await check_all(store, entities)  # builds the indexes
         assert store._tenants[""].values, "the equality index was not used"
         assert store._tenants[""].ranges, "the range index was not used"
+        assert store._tenants[""].bounds.keys() == store._tenants[""].ranges.keys()
         for i in rng.sample(range(1500), 300):  # updates move entities between index keys
             eid = f"urn:ngsi-ld:E:{i:05d}"
             new = make(i, rng)
