@@ -256,7 +256,8 @@ _SIMPLE_CONJ = re.compile(rf"{_SIMPLE_TERM}(?:;{_SIMPLE_TERM})+")
 def parse_q(text: str, expand: Expand, cache_key: object | None = None) -> QNode:
     """Parse an NGSI-LD q expression; ``expand`` maps attribute short names to IRIs.
 
-    ``cache_key`` identifies the @context behind ``expand`` (default: the identity of ``expand``).
+    ``cache_key`` identifies the @context behind ``expand`` (default: the identity of ``expand``); callers
+    pass the term map itself, since a reloaded context gives a new term map under the same URL.
     A conjunction of plain comparisons is parsed term by term, each through the cache: clients vary
     one term's value (``temperature>N;type=="x"``), so whole expressions rarely repeat while their
     terms do, and the grammar costs ~60 µs a parse. Any fault sends it back to the whole-text parse,

@@ -244,7 +244,7 @@ def _selector(ids: Any, id_pattern: Any, type_expr: Any, tm: TermMap) -> Selecto
     if type_expr is not None and type_expr != "":
         if not isinstance(type_expr, str):
             raise BadRequestData("type must be a string")
-        sel.types = parse_type_expr(type_expr, tm.expand, cache_key=tm.key)
+        sel.types = parse_type_expr(type_expr, tm.expand, cache_key=tm)
     return sel
 
 
@@ -293,7 +293,7 @@ def from_params(params: Mapping[str, str], tm: TermMap, default_limit: int, max_
     query.attrs = attrs
     q = params.get("q")
     if q is not None:
-        query.q = parse_q(q, tm.expand, cache_key=tm.key)
+        query.q = parse_q(q, tm.expand, cache_key=tm)
     scope_q = params.get("scopeQ")
     if scope_q is not None:
         query.scope_q = parse_scope_q(scope_q)
@@ -404,7 +404,7 @@ def from_body(body: Any, params: Mapping[str, str], tm: TermMap, default_limit: 
     attrs = attr_iris(split_list(parsed.attrs, "attrs"), tm)
     query.attrs = attrs
     if parsed.q is not None:
-        query.q = parse_q(parsed.q, tm.expand, cache_key=tm.key)
+        query.q = parse_q(parsed.q, tm.expand, cache_key=tm)
     if parsed.scopeQ is not None:
         query.scope_q = parse_scope_q(parsed.scopeQ)
     if parsed.geoQ is not None:

@@ -246,7 +246,7 @@ def build_subscription(body: Any, tm: TermMap, context: Any, now: str, *,
         doc["watchedAttributes"] = [tm.expand(check_name(a)) for a in sub.watchedAttributes]
     doc["notificationTrigger"] = list(dict.fromkeys(sub.notificationTrigger or DEFAULT_TRIGGERS))
     if sub.q is not None:
-        parse_q(unquote(sub.q), tm.expand, cache_key=tm.key)
+        parse_q(unquote(sub.q), tm.expand, cache_key=tm)
         doc["q"] = sub.q
     if sub.geoQ is not None:
         g = sub.geoQ
@@ -436,7 +436,7 @@ class SubscriptionService:
             watched=frozenset(doc["watchedAttributes"]) if doc.get("watchedAttributes") else None,
             triggers=frozenset(doc.get("notificationTrigger") or DEFAULT_TRIGGERS),
             # q as in a URL: percent-encoded characters are decoded (the suite writes "Eiffel%20Tower")
-            q=parse_q(unquote(doc["q"]), tm.expand, cache_key=tm.key) if doc.get("q") else None,
+            q=parse_q(unquote(doc["q"]), tm.expand, cache_key=tm) if doc.get("q") else None,
             geo_q=geo_q, scope_q=parse_scope_q(doc["scopeQ"]) if doc.get("scopeQ") else None)
 
     def index(self, tenant: str) -> TenantIndex | None:

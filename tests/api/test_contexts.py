@@ -196,3 +196,29 @@ async def test_unreachable_context_is_503_and_nothing_is_created(client: TestCli
                              headers={"Link": LINK.format("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-non"
                                                           "-existing.jsonld".replace("https://", "http://127.0.0.1:1/"))})
     await problem(resp, 503, "LdContextNotAvailable")
+
+
+async def test_a_reloaded_context_changes_what_q_and_type_names_mean(client: TestClient,
+                                                                    ctx_server: ContextServer) -> None:
+    """Parsed q expressions are cached per term map, not per context URL: after a reload
+    that changes a term's IRI, the same query text expands with the new mapping."""
+    url = ctx_server.url("/mutable")
+    headers = {"Link": LINK.format(url)}
+
+    async def make(eid: str, value: int) -> None:
+        resp = await client.post("/ngsi-ld/v1/entities", headers={**headers, "Content-Type": "application/json"},
+                                 json={"id": eid, "type": "urn:test:T", "temp": {"type": "Property", "value": value}})
+        assert resp.status == 201, await resp.text()
+
+    async def hits() -> list[str]:
+        resp = await client.get("/ngsi-ld/v1/entities", params={"type": "urn:test:T", "q": "temp>1;temp<100"},
+                                headers=headers)
+        assert resp.status == 200, await resp.text()
+        return [e["id"] for e in await resp.json()]
+
+    await make("urn:ngsi-ld:T:old", 5)
+    assert await hits() == ["urn:ngsi-ld:T:old"]
+    ctx_server.mutable_iri = "urn:test:new"
+    assert (await client.delete(f"{BASE}/{quote(url, safe='')}", params={"reload": "true"})).status == 204
+    await make("urn:ngsi-ld:T:new", 7)
+    assert await hits() == ["urn:ngsi-ld:T:new"]

@@ -21,6 +21,7 @@ class ContextServer:
     hits: Counter[str] = field(default_factory=Counter)
     server: TestServer | None = None
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    mutable_iri: str = "urn:test:old"  # what /mutable maps ``temp`` to: a test changes it, then reloads
 
     def url(self, path: str) -> str:
         assert self.server is not None
@@ -76,6 +77,8 @@ class ContextServer:
                 return web.Response(text="<html>not a context</html>", content_type="text/html")
             if name == "nocontext":
                 return web.json_response({"hello": "world"})
+            if name == "mutable":
+                return web.json_response({"@context": {"temp": self.mutable_iri}})
             if name == "flaky":
                 if not self.healthy:
                     return web.Response(status=503)
