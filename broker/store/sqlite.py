@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import replace
@@ -155,25 +155,6 @@ def _may_meet(checks: list[RangeCheck], eid: str) -> bool:
         if high is not None and (b[0] > high or (b[0] == high and not high_in)):
             return False
     return True
-
-
-def _prefiltered(checks: list[RangeCheck], matches: Callable[[Doc], bool]) -> Callable[[Doc], bool]:
-    """``matches`` behind the bounds test of ``_may_meet``; one ``attr>n`` / ``attr<n`` term, the
-    usual case, as one inline comparison."""
-    if len(checks) == 1:
-        bounds, low, low_in, high, high_in = checks[0]
-        get = bounds.get
-        if high is None and low is not None and not low_in:
-            def above(entity: Doc) -> bool:
-                b = get(entity["id"])
-                return b is not None and b[1] > low and matches(entity)
-            return above
-        if low is None and high is not None and not high_in:
-            def below(entity: Doc) -> bool:
-                b = get(entity["id"])
-                return b is not None and b[0] < high and matches(entity)
-            return below
-    return lambda entity: _may_meet(checks, entity["id"]) and matches(entity)
 
 
 def _literal_keys(operand: Any) -> list[IndexKey] | None:
@@ -693,7 +674,10 @@ class SqliteStore(Store):
                                     for attr, low, low_in, high, high_in in _range_terms(query.q)
                                     if attr in t.bounds] if query.q is not None else []
         if checks:
-            matches = _prefiltered(checks, matches)
+            q_matches = matches
+
+            def matches(entity: Doc) -> bool:
+                return _may_meet(checks, entity["id"]) and q_matches(entity)
         if sets is None:
             for entity in candidates:
                 if matches(entity) and pager.add(entity):
