@@ -3,8 +3,11 @@ one published event list per batch, on both stores."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp.test_utils import TestClient
 
+from broker.api.batch import YIELD_EVERY
 from broker.api.keys import BATCH, RESOLVER
 from broker.entities.expand import Expander
 from broker.timeutil import now_iso
@@ -210,10 +213,6 @@ async def test_in_process_upsert_entities(client: TestClient) -> None:
 async def test_large_batch_lets_other_requests_run_while_it_is_expanded(client: TestClient) -> None:
     """Expansion yields to the event loop every YIELD_EVERY entries (nothing is written before it
     ends), so a request arriving meanwhile is answered before the batch is."""
-    import asyncio
-
-    from broker.api.batch import YIELD_EVERY
-
     entities = [room(5000 + n, temperature={"type": "Property", "value": n, "observedAt": "2024-01-01T00:00:00Z"},
                      **{f"a{k}": {"type": "Property", "value": k} for k in range(30)})
                 for n in range(1000)]

@@ -222,3 +222,19 @@ async def test_a_reloaded_context_changes_what_q_and_type_names_mean(client: Tes
     assert (await client.delete(f"{BASE}/{quote(url, safe='')}", params={"reload": "true"})).status == 204
     await make("urn:ngsi-ld:T:new", 7)
     assert await hits() == ["urn:ngsi-ld:T:new"]
+
+
+async def test_retrieve_parameters_are_read_with_the_request_context(client: TestClient,
+                                                                     ctx_server: ContextServer) -> None:
+    """GET /entities/{id} keeps parsed parameters per term map and query string: the same
+    ``?attrs=temp`` names another attribute under another @context."""
+    resp = await client.post("/ngsi-ld/v1/entities", json={
+        "id": "urn:ngsi-ld:T:attrs", "type": "urn:test:T", "temp": {"type": "Property", "value": 3}})
+    assert resp.status == 201, await resp.text()
+    path = "/ngsi-ld/v1/entities/urn:ngsi-ld:T:attrs"
+    got = await client.get(path, params={"attrs": "temp"})
+    assert got.status == 200 and (await got.json())["temp"]["value"] == 3
+    other = {"Link": LINK.format(ctx_server.url("/mutable"))}  # temp -> urn:test:old there
+    await problem(await client.get(path, params={"attrs": "temp"}, headers=other), 404, "ResourceNotFound")
+    got = await client.get(path, params={"attrs": "temp"})
+    assert got.status == 200 and (await got.json())["temp"]["value"] == 3

@@ -332,6 +332,24 @@ async def test_deleted_instances_in_key_values_are_in_the_dataset_map(nclient: T
     assert got["name"] == {"dataset": {"@none": "Eiffel Tower", "urn:ngsi-ld:Dataset:de": "urn:ngsi-ld:null"}}
 
 
+async def test_key_values_dataset_map_keeps_to_the_subscribed_datasets(nclient: TestClient,
+                                                                       receiver: Receiver) -> None:
+    """With the subscription's ``datasetId`` filter, the map holds only those instances: one kept
+    instance keeps its own key beside the deleted one's Null."""
+    name = [{"type": "Property", "value": "Eiffel Tower"},
+            {"type": "Property", "value": "Tour Eiffel", "datasetId": "urn:ngsi-ld:Dataset:fr"},
+            {"type": "Property", "value": "Eiffelturm", "datasetId": "urn:ngsi-ld:Dataset:de"}]
+    await create(nclient, room(86, name=name))
+    await subscribe(nclient, receiver.url, notificationTrigger=["attributeDeleted"],
+                    entities=[{"type": "Room", "id": "urn:ngsi-ld:Room:86"}], notification={"format": "keyValues"},
+                    datasetId=["urn:ngsi-ld:Dataset:fr", "urn:ngsi-ld:Dataset:de"])
+    r = await nclient.delete(f"{ENTITIES}/urn:ngsi-ld:Room:86/attrs/name", params={"datasetId": "urn:ngsi-ld:Dataset:fr"})
+    assert r.status == 204, await r.text()
+    got = (await receiver.next())["body"]["data"][0]
+    assert got["name"] == {"dataset": {"urn:ngsi-ld:Dataset:de": "Eiffelturm",
+                                       "urn:ngsi-ld:Dataset:fr": "urn:ngsi-ld:null"}}
+
+
 async def test_entity_deletion_with_sysattrs(nclient: TestClient, receiver: Receiver) -> None:
     await create(nclient, room(82))
     await subscribe(nclient, receiver.url, notificationTrigger=["entityDeleted"],
