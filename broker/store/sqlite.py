@@ -51,7 +51,9 @@ CHECKPOINT_SECONDS = 1.0  # how often the WAL is copied into the database file (
 WAL_SIZE_LIMIT = 64 << 20  # the WAL file is cut back to this when it restarts
 WAL_CATCH_UP = 256 << 20  # past this, the writing connection finishes a checkpoint itself (a stall)
 MAX_VALUE_INDEXES = 32  # attributes per tenant with an equality index (each costs on every write)
+MAX_TYPED_INDEXES = 64  # (type, attribute) pairs per tenant with a per-type equality index
 IndexKey = tuple[str, Any]
+TypedIndex = dict[IndexKey, dict[str, None]]  # value key -> ids in query order (a dict as an ordered set)
 
 
 def _value_key(value: Any) -> IndexKey | None:
@@ -214,7 +216,7 @@ class _Tenant:
     """
 
     __slots__ = ("entities", "by_type", "seq", "_last", "_unsorted", "_unsorted_types", "values", "ranges",
-                 "bounds")
+                 "bounds", "typed", "_typed_unsorted", "_typed_count")
 
     def __init__(self) -> None:
         self.entities: dict[str, Doc] = {}
@@ -232,6 +234,12 @@ class _Tenant:
         # Beside each ordered index, id -> (least, greatest) of the entity's numbers: a scan tests a
         # range term against it with one lookup before running the whole q on the entity.
         self.bounds: dict[str, dict[str, tuple[float, float]]] = {}
+        # Per-type equality indexes, built on first use by a query naming one type: type IRI -> attribute
+        # IRI -> value key -> ids of that type's entities holding the value, in query order, so
+        # ``type=T&q=attr=="v"`` walks only the entities of T that hold "v" (not all of T, nor all "v").
+        self.typed: dict[str, dict[str, TypedIndex]] = {}
+        self._typed_unsorted: set[tuple[str, str, IndexKey]] = set()  # keys whose ids left query order
+        self._typed_count = 0
 
     def _index(self, entity: Doc, add: bool) -> None:
         eid = entity["id"]
@@ -286,6 +294,71 @@ class _Tenant:
             for key in after_keys - before_keys:
                 index.setdefault(key, set()).add(eid)
 
+    def _typed_write(self, old: Doc | None, new: Doc | None) -> None:
+        """Keep the per-type equality indexes current: under each indexed type, an entity leaves the
+        keys it no longer holds and joins the new ones (appended: a key whose ids fall out of query
+        order is sorted again before its next use)."""
+        eid = (new if new is not None else old)["id"]  # type: ignore[index]
+        old_types = old.get("type", ()) if old is not None else ()
+        new_types = new.get("type", ()) if new is not None else ()
+        moved = old is not None and new is not None and old.get("createdAt") != new.get("createdAt")
+        old_attrs = old.get("attrs", {}) if old is not None else {}
+        new_attrs = new.get("attrs", {}) if new is not None else {}
+        for type_iri in dict.fromkeys((*old_types, *new_types)):
+            per = self.typed.get(type_iri)
+            if per is None:
+                continue
+            was, now = type_iri in old_types, type_iri in new_types
+            for attr, index in per.items():
+                if was and now and not moved and _same_keys(old_attrs.get(attr), new_attrs.get(attr)):
+                    continue
+                before = _entity_keys(old, attr) if was and old is not None else set()
+                after = _entity_keys(new, attr) if now and new is not None else set()
+                for key in before - after:
+                    ids = index.get(key)
+                    if ids is not None:
+                        ids.pop(eid, None)
+                        if not ids:
+                            del index[key]
+                for key in after - before:
+                    ids = index.get(key)
+                    if ids is None:
+                        index[key] = {eid: None}
+                        continue
+                    last = self.entities.get(next(reversed(ids)))
+                    ids[eid] = None
+                    if last is None or _order_key(last) > _order_key(new):  # type: ignore[arg-type]
+                        self._typed_unsorted.add((type_iri, attr, key))
+                if moved:
+                    self._typed_unsorted.update((type_iri, attr, key) for key in after & before)
+
+    def typed_ids(self, type_iri: str, attr: str, key: IndexKey) -> dict[str, None] | None:
+        """The ids of the entities of ``type_iri`` holding ``key`` on ``attr``, in query order; the index
+        is built now if there is room for one more (None when there is not)."""
+        per = self.typed.get(type_iri)
+        index = per.get(attr) if per is not None else None
+        if index is None:
+            if self._typed_count >= MAX_TYPED_INDEXES:
+                return None
+            index = {}
+            for eid, entity in self.ordered_type(type_iri).items():
+                for k in _entity_keys(entity, attr):
+                    ids = index.get(k)
+                    if ids is None:
+                        index[k] = {eid: None}
+                    else:
+                        ids[eid] = None
+            self.typed.setdefault(type_iri, {})[attr] = index
+            self._typed_count += 1
+        ids = index.get(key)
+        if ids is None:
+            return {}
+        if (type_iri, attr, key) in self._typed_unsorted:
+            entities = self.entities
+            ids = index[key] = dict.fromkeys(sorted(ids, key=lambda i: _order_key(entities[i])))
+            self._typed_unsorted.discard((type_iri, attr, key))
+        return ids
+
     def value_index(self, attr: str) -> dict[IndexKey, set[str]] | None:
         """The equality index of ``attr``, built now if there is room for one more."""
         index = self.values.get(attr)
@@ -326,6 +399,8 @@ class _Tenant:
     def add(self, entity: Doc) -> None:
         if self.values or self.ranges:
             self._index(entity, True)
+        if self.typed:
+            self._typed_write(None, entity)
         if not self._append(self.entities, "", entity):
             self._unsorted = True
         for t in entity.get("type", ()):
@@ -337,6 +412,8 @@ class _Tenant:
         if old is not None:
             if self.values or self.ranges:
                 self._index(old, False)
+            if self.typed:
+                self._typed_write(old, None)
             for t in old.get("type", ()):
                 bucket = self.by_type.get(t)
                 if bucket is not None:
@@ -352,6 +429,8 @@ class _Tenant:
         old = self.entities[entity["id"]]
         if self.values or self.ranges:
             self._reindex(old, entity)
+        if self.typed:
+            self._typed_write(old, entity)
         for t in old.get("type", ()):
             if t not in entity.get("type", ()):
                 bucket = self.by_type.get(t)
@@ -619,6 +698,12 @@ class SqliteStore(Store):
             return sorted(found, key=_order_key), None
         single = _single_type(query.types)
         scope = t.ordered_type(single) if single is not None else t.ordered()
+        members = self._typed_members(t, single, query.q, len(scope)) if single is not None else None
+        if members is not None:  # the type's holders of an ``attr==value`` term, in query order
+            sets = self._equality_sets(t, query, len(members), ranges_only=True)
+            if sets is None or sum(len(ids) for ids in sets) > len(members) // 4:
+                return map(t.entities.__getitem__, members), None
+            return sorted((t.entities[i] for i in sets[0]), key=_order_key), None
         sets = self._equality_sets(t, query, len(scope))
         if sets is None:
             return scope.values(), None
@@ -629,14 +714,31 @@ class SqliteStore(Store):
         return scope.values(), sets  # scan, but skip non-members with a set lookup first
 
     @staticmethod
-    def _equality_sets(t: _Tenant, query: EntityQuery, scan_size: int) -> list[set[str]] | None:
+    def _typed_members(t: _Tenant, type_iri: str, q: Any, scan_size: int) -> dict[str, None] | None:
+        """The fewest ids of ``type_iri`` one single-value ``attr==value`` term of q admits (every
+        match is among them), or None when q has no such term or no index can be kept for it."""
+        if q is None or scan_size < INDEX_MIN_SCAN:
+            return None
+        best: dict[str, None] | None = None
+        for attr, keys in _equality_terms(q):
+            if len(keys) == 1:
+                ids = t.typed_ids(type_iri, attr, keys[0])
+                if ids is not None and (best is None or len(ids) < len(best)):
+                    best = ids
+        return best
+
+    @staticmethod
+    def _equality_sets(t: _Tenant, query: EntityQuery, scan_size: int,
+                       ranges_only: bool = False) -> list[set[str]] | None:
         """The index sets of the most selective ``attr==value`` term of q (any match is in one of them),
-        or None when no such term narrows the scan."""
+        or None when no such term narrows the scan; ``ranges_only`` looks at numeric range terms only,
+        for a scan the per-type index already narrowed."""
         if query.q is None or scan_size < INDEX_MIN_SCAN:
             return None
         best: list[set[str]] | None = None
-        best_size = int(len(t.entities) * 0.9)  # a term nearly every entity meets narrows nothing
-        for attr, keys in _equality_terms(query.q):
+        # a term nearly every entity meets narrows nothing
+        best_size = scan_size if ranges_only else int(len(t.entities) * 0.9)
+        for attr, keys in [] if ranges_only else _equality_terms(query.q):
             index = t.value_index(attr)
             if index is None:
                 continue

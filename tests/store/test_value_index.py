@@ -1,5 +1,5 @@
-"""The embedded store's equality and numeric range indexes answer exactly what a full scan answers,
-across writes."""
+"""The embedded store's equality (tenant-wide and per type) and numeric range indexes answer exactly
+what a full scan answers, across writes that change values, types and the query order."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ QUERIES = ['station=="nowhere"', 'station=="nowhere",s5', 'station=="s7"', 'stat
 
 async def check_all(store: SqliteStore, entities: dict[str, dict]) -> None:
     for text in QUERIES:
-        for types in (None, TypeName(V + "T1")):
+        for types in (None, TypeName(V + "T1"), TypeName(V + "T2")):
             q = EntityQuery(q=parse_q(text, expand), types=types, limit=1000, count=True)
             page, count = await store.query_entities("", q)
             expected = sorted((e for e in entities.values() if match_entity(q, e)),
@@ -70,11 +70,20 @@ async def test_index_matches_scan_across_writes(tmp_path) -> None:  # type: igno
         assert store._tenants[""].values, "the equality index was not used"
         assert store._tenants[""].ranges, "the range index was not used"
         assert store._tenants[""].bounds.keys() == store._tenants[""].ranges.keys()
+        assert store._tenants[""].typed.keys() == {V + "T1", V + "T2"}, "the per-type index was not used"
         for i in rng.sample(range(1500), 300):  # updates move entities between index keys
             eid = f"urn:ngsi-ld:E:{i:05d}"
-            new = make(i, rng)
+            new = make(i, rng)  # the type may change too
+            if rng.random() < 0.2:  # and the place in the query order
+                new["createdAt"] = f"2023-12-31T00:00:{rng.randint(0, 59):02d}.000Z"
             assert await store.replace_entity("", new, entities[eid]["_v"])
             entities[eid] = new
+        await check_all(store, entities)
+        for eid in rng.sample(sorted(entities), 100):  # only the place in the query order moves
+            new = {**entities[eid], "createdAt": f"2023-12-30T00:00:{rng.randint(0, 59):02d}.000Z"}
+            assert await store.replace_entity("", new, entities[eid]["_v"])
+            entities[eid] = new
+        await check_all(store, entities)
         for i in rng.sample(range(1500), 200):
             eid = f"urn:ngsi-ld:E:{i:05d}"
             if eid in entities:
