@@ -20,6 +20,7 @@ from ..services.batch import BatchItem, BatchOp, BatchResult
 from ..timeutil import now_iso
 from .http import JSONLD, check_query_params, json_response, options_param, read_body, tenant_of, term_map
 from .keys import BATCH, RESOLVER, SETTINGS
+from .reply import Reply
 
 BASE = "/ngsi-ld/v1/entityOperations"
 BATCH_PARAMS = frozenset({"options", "local"})
@@ -111,7 +112,7 @@ def _options(request: web.Request, allowed: set[str]) -> set[str]:
     return opts
 
 
-def _multi_status(result: BatchResult) -> web.Response:
+def _multi_status(result: BatchResult) -> Reply:
     """207 with a BatchOperationResult (clause 5.2.16)."""
     body = {"success": result.success,
             "errors": [{"entityId": eid, "error": err.to_problem()} for eid, err in result.errors]}
@@ -124,7 +125,7 @@ async def _run(request: web.Request, op: BatchOp, **kwargs: Any) -> BatchResult:
     return await request.app[BATCH].run(tenant, op, items, **kwargs)
 
 
-async def batch_create(request: web.Request) -> web.Response:
+async def batch_create(request: web.Request) -> Reply:
     _options(request, set())
     result = await _run(request, "create")
     if result.errors:
@@ -132,7 +133,7 @@ async def batch_create(request: web.Request) -> web.Response:
     return json_response(result.success, status=201)
 
 
-async def batch_upsert(request: web.Request) -> web.Response:
+async def batch_upsert(request: web.Request) -> Reply:
     opts = _options(request, {"update", "replace"})
     if {"update", "replace"} <= opts:
         raise BadRequestData("options update and replace exclude each other")
@@ -141,25 +142,25 @@ async def batch_upsert(request: web.Request) -> web.Response:
         return _multi_status(result)
     if result.created:
         return json_response(result.created, status=201)
-    return web.Response(status=204)
+    return Reply(status=204)
 
 
-async def batch_update(request: web.Request) -> web.Response:
+async def batch_update(request: web.Request) -> Reply:
     opts = _options(request, {"noOverwrite"})
     result = await _run(request, "update", no_overwrite="noOverwrite" in opts)
-    return _multi_status(result) if result.errors else web.Response(status=204)
+    return _multi_status(result) if result.errors else Reply(status=204)
 
 
-async def batch_merge(request: web.Request) -> web.Response:
+async def batch_merge(request: web.Request) -> Reply:
     _options(request, set())
     result = await _run(request, "merge")
-    return _multi_status(result) if result.errors else web.Response(status=204)
+    return _multi_status(result) if result.errors else Reply(status=204)
 
 
-async def batch_delete(request: web.Request) -> web.Response:
+async def batch_delete(request: web.Request) -> Reply:
     _options(request, set())
     result = await _run(request, "delete")
-    return _multi_status(result) if result.errors else web.Response(status=204)
+    return _multi_status(result) if result.errors else Reply(status=204)
 
 
 def add_routes(app: web.Application) -> None:

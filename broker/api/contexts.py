@@ -11,6 +11,7 @@ from ..errors import BadRequestData, InvalidRequest, UnsupportedMediaType
 from ..services.contexts import ContextService, location_of
 from .http import JSON, JSONLD, negotiate
 from .keys import RESOLVER, SERVICES, SETTINGS
+from .reply import Reply
 
 BASE = "/ngsi-ld/v1/jsonldContexts"
 SERVICE = "contexts"
@@ -40,11 +41,11 @@ def _context_id(request: web.Request) -> str:
     return unquote(raw[len(BASE) + 1:])
 
 
-def _json(data: object, media: str = JSON, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type=media)
+def _json(data: object, media: str = JSON, status: int = 200) -> Reply:
+    return Reply(body=orjson.dumps(data), status=status, content_type=media)
 
 
-async def list_contexts(request: web.Request) -> web.Response:
+async def list_contexts(request: web.Request) -> Reply:
     details = _flag(request, "details")
     entries = _service(request).list(request.query.get("kind"))
     origin = _origin(request)
@@ -53,7 +54,7 @@ async def list_contexts(request: web.Request) -> web.Response:
     return _json([ContextService.info(e, origin)["URL"] for e in entries])
 
 
-async def serve_context(request: web.Request) -> web.Response:
+async def serve_context(request: web.Request) -> Reply:
     details = _flag(request, "details")
     entry = _service(request).get(_context_id(request))
     if details:
@@ -61,7 +62,7 @@ async def serve_context(request: web.Request) -> web.Response:
     return _json(entry.document, negotiate(request, (JSON, JSONLD)))
 
 
-async def add_context(request: web.Request) -> web.Response:
+async def add_context(request: web.Request) -> Reply:
     ctype = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
     if ctype not in (JSON, JSONLD):
         raise UnsupportedMediaType(f"Content-Type must be {JSON} or {JSONLD}; got {ctype or 'none'}")
@@ -71,13 +72,13 @@ async def add_context(request: web.Request) -> web.Response:
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"Invalid JSON: {exc}") from exc
     entry = await _service(request).add(body)
-    return web.Response(status=201, headers={"Location": location_of(entry)})
+    return Reply(status=201, headers={"Location": location_of(entry)})
 
 
-async def delete_context(request: web.Request) -> web.Response:
+async def delete_context(request: web.Request) -> Reply:
     reload = _flag(request, "reload")
     await _service(request).delete(_context_id(request), reload)
-    return web.Response(status=204)
+    return Reply(status=204)
 
 
 def add_routes(app: web.Application) -> None:

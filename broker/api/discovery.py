@@ -16,6 +16,7 @@ from ..jsonld.termmap import TermMap
 from ..services.discovery import Inventory
 from .http import bool_param, check_query_params, json_response, negotiate, tenant_of, term_map
 from .keys import DISCOVERY, SETTINGS
+from .reply import Reply
 
 BASE = "/ngsi-ld/v1"
 LIST_PARAMS = frozenset({"details", "local", "via"})
@@ -38,12 +39,12 @@ def _attribute(tm: TermMap, inv: Inventory, iri: str, *, counts: bool = True) ->
     return out
 
 
-async def _reply(request: web.Request, tm: TermMap, data: Any) -> web.Response:
+async def _reply(request: web.Request, tm: TermMap, data: Any) -> Reply:
     media = negotiate(request)
     return json_response(data, media=media, tm=tm, core_url=request.app[SETTINGS].core_context)
 
 
-async def list_types(request: web.Request) -> web.Response:
+async def list_types(request: web.Request) -> Reply:
     tenant = tenant_of(request)
     check_query_params(request, LIST_PARAMS)
     negotiate(request)
@@ -60,7 +61,7 @@ async def list_types(request: web.Request) -> web.Response:
     return await _reply(request, tm, data)
 
 
-async def type_info(request: web.Request) -> web.Response:
+async def type_info(request: web.Request) -> Reply:
     tenant = tenant_of(request)
     check_query_params(request, ITEM_PARAMS)
     negotiate(request)
@@ -78,7 +79,7 @@ async def type_info(request: web.Request) -> web.Response:
     return await _reply(request, tm, data)
 
 
-async def list_attributes(request: web.Request) -> web.Response:
+async def list_attributes(request: web.Request) -> Reply:
     tenant = tenant_of(request)
     check_query_params(request, LIST_PARAMS)
     negotiate(request)
@@ -93,7 +94,7 @@ async def list_attributes(request: web.Request) -> web.Response:
     return await _reply(request, tm, data)
 
 
-async def attribute_info(request: web.Request) -> web.Response:
+async def attribute_info(request: web.Request) -> Reply:
     tenant = tenant_of(request)
     check_query_params(request, ITEM_PARAMS)
     negotiate(request)

@@ -37,6 +37,7 @@ from .http import (
     term_map,
 )
 from .keys import ENTITIES, RENDERED, SETTINGS, STORE
+from .reply import Reply
 
 BASE = "/ngsi-ld/v1"
 # An empty id matches too, so ``PUT /entities/`` or ``/entities//attrs`` is a 400 for the malformed id,
@@ -145,10 +146,10 @@ def _require_content(frag: dict[str, Any]) -> None:
         raise BadRequestData("The request carries no attributes")
 
 
-def _update_answer(result: UpdateResult) -> web.Response:
+def _update_answer(result: UpdateResult) -> Reply:
     """204 when everything was updated, else 207 with an UpdateResult (clause 5.2.18)."""
     if not result.not_updated:
-        return web.Response(status=204)
+        return Reply(status=204)
     body = {"updated": result.updated,
             "notUpdated": [{"attributeName": n, "reason": r} for n, r in result.not_updated]}
     return json_response(body, status=207)
@@ -241,7 +242,7 @@ class RenderedCache:
 
 
 # ---------------------------------------------------------------- entities
-async def create_entity(request: web.Request) -> web.Response:
+async def create_entity(request: web.Request) -> Reply:
     check_query_params(request, _COMMON)
     tenant = tenant_of(request)
     body, context = await read_body(request)
@@ -250,10 +251,10 @@ async def create_entity(request: web.Request) -> web.Response:
     tm = await term_map(request, context, from_link=False)
     entity = Expander(tm, now_iso()).entity(body)
     await request.app[ENTITIES].create(tenant, entity)
-    return web.Response(status=201, headers={"Location": f"{BASE}/entities/{quote(entity['id'], safe=':')}"})
+    return Reply(status=201, headers={"Location": f"{BASE}/entities/{quote(entity['id'], safe=':')}"})
 
 
-async def retrieve_entity(request: web.Request) -> web.Response:
+async def retrieve_entity(request: web.Request) -> Reply:
     check_query_params(request, RETRIEVE_PARAMS)
     tenant = tenant_of(request)
     media = negotiate(request, (JSON, JSONLD, GEOJSON))
@@ -314,20 +315,20 @@ def _retrieve_spec(request: web.Request, tm: TermMap, raw_query: str) -> Retriev
     return spec
 
 
-def _answer_response(answer: Answer) -> web.Response:
+def _answer_response(answer: Answer) -> Reply:
     body, ctype, link = answer
-    return web.Response(body=body, content_type=ctype, headers={"Link": link} if link is not None else None)
+    return Reply(body=body, content_type=ctype, headers={"Link": link} if link is not None else None)
 
 
-async def delete_entity(request: web.Request) -> web.Response:
+async def delete_entity(request: web.Request) -> Reply:
     check_query_params(request, _COMMON)
     tenant = tenant_of(request)
     entity_id = _entity_id(request)
     await request.app[ENTITIES].delete(tenant, entity_id)
-    return web.Response(status=204)
+    return Reply(status=204)
 
 
-async def replace_entity(request: web.Request) -> web.Response:
+async def replace_entity(request: web.Request) -> Reply:
     """PUT: everything but id and createdAt is replaced (5.6.18)."""
     check_query_params(request, WRITE_PARAMS)
     tenant = tenant_of(request)
@@ -337,10 +338,10 @@ async def replace_entity(request: web.Request) -> web.Response:
     new = Expander(tm, now_iso()).entity(body, require_id=False, require_type=False)
     _check_body_id(new, entity_id)
     await request.app[ENTITIES].replace(tenant, entity_id, new)
-    return web.Response(status=204)
+    return Reply(status=204)
 
 
-async def merge_entity(request: web.Request) -> web.Response:
+async def merge_entity(request: web.Request) -> Reply:
     """PATCH: merge-patch (5.6.17); ``urn:ngsi-ld:null`` deletes attributes and sub-attributes."""
     check_query_params(request, WRITE_PARAMS)
     tenant = tenant_of(request)
@@ -351,11 +352,11 @@ async def merge_entity(request: web.Request) -> web.Response:
     _check_body_id(frag, entity_id)
     _require_content(frag)
     await request.app[ENTITIES].merge(tenant, entity_id, frag, names=_names_of(body, tm))
-    return web.Response(status=204)
+    return Reply(status=204)
 
 
 # ---------------------------------------------------------------- attributes
-async def append_attrs(request: web.Request) -> web.Response:
+async def append_attrs(request: web.Request) -> Reply:
     """POST /attrs (5.6.3): add or overwrite; with ``noOverwrite`` existing ones are kept."""
     check_query_params(request, WRITE_PARAMS)
     tenant = tenant_of(request)
@@ -371,7 +372,7 @@ async def append_attrs(request: web.Request) -> web.Response:
     return _update_answer(result)
 
 
-async def update_attrs(request: web.Request) -> web.Response:
+async def update_attrs(request: web.Request) -> Reply:
     """PATCH /attrs (5.6.2): only existing attributes are updated; the rest are reported.
 
     Types in the fragment are added and an existing scope is replaced (ETSI 011_05, 011_06)."""
@@ -387,7 +388,7 @@ async def update_attrs(request: web.Request) -> web.Response:
     return _update_answer(result)
 
 
-async def retrieve_attr(request: web.Request) -> web.Response:
+async def retrieve_attr(request: web.Request) -> Reply:
     """GET /attrs/{attrId} (v1.9 clause 5.7.?): one attribute, rendered like in the entity."""
     check_query_params(request, RETRIEVE_PARAMS)
     tenant = tenant_of(request)
@@ -413,7 +414,7 @@ async def _attr_body(request: web.Request) -> tuple[dict[str, Any], TermMap]:
     return {k: v for k, v in body.items() if k != "@context"}, tm
 
 
-async def partial_update_attr(request: web.Request) -> web.Response:
+async def partial_update_attr(request: web.Request) -> Reply:
     """PATCH /attrs/{attrId} (5.6.4): merge into one instance, unspecified members are kept."""
     check_query_params(request, WRITE_PARAMS)
     tenant = tenant_of(request)
@@ -429,10 +430,10 @@ async def partial_update_attr(request: web.Request) -> web.Response:
         await service.delete_attr(tenant, entity_id, iri, name=name, dataset_id=frag.get("datasetId"))
     else:
         await service.update_attr(tenant, entity_id, iri, frag, name=name)
-    return web.Response(status=204)
+    return Reply(status=204)
 
 
-async def replace_attr(request: web.Request) -> web.Response:
+async def replace_attr(request: web.Request) -> Reply:
     """PUT /attrs/{attrId} (5.6.19): the instance with the body's datasetId is replaced."""
     check_query_params(request, WRITE_PARAMS)
     tenant = tenant_of(request)
@@ -443,10 +444,10 @@ async def replace_attr(request: web.Request) -> web.Response:
     body, tm = await _attr_body(request)
     inst = Expander(tm, now_iso()).instance(name, body)
     await request.app[ENTITIES].replace_attr(tenant, entity_id, tm.expand(name), inst, name=name)
-    return web.Response(status=204)
+    return Reply(status=204)
 
 
-async def delete_attr(request: web.Request) -> web.Response:
+async def delete_attr(request: web.Request) -> Reply:
     """DELETE /attrs/{attrId} (5.6.5): the default instance, one ``datasetId`` or ``deleteAll``;
     ``scope`` removes the entity's scope (ETSI 013_04)."""
     check_query_params(request, DELETE_ATTR_PARAMS)
@@ -460,7 +461,7 @@ async def delete_attr(request: web.Request) -> web.Response:
     tm = await term_map(request)
     await request.app[ENTITIES].delete_attr(tenant, entity_id, tm.expand(name), name=name,
                                             dataset_id=dataset_id, delete_all=delete_all)
-    return web.Response(status=204)
+    return Reply(status=204)
 
 
 def add_routes(app: web.Application) -> None:

@@ -12,6 +12,7 @@ from ..errors import BadRequestData, InvalidRequest, NotAcceptable, UnsupportedM
 from ..jsonld.termmap import TermMap
 from ..store.base import DEFAULT_TENANT
 from .keys import RESOLVER
+from .reply import Reply
 
 JSON = "application/json"
 JSONLD = "application/ld+json"
@@ -174,24 +175,24 @@ def json_answer(data: Any, media: str, tm: TermMap, core_url: str) -> tuple[byte
 
 
 def json_response(data: Any, status: int = 200, *, media: str = JSON, tm: TermMap | None = None,
-                  core_url: str = "", headers: dict[str, str] | None = None) -> web.Response:
+                  core_url: str = "", headers: dict[str, str] | None = None) -> Reply:
     """Serialize with orjson (``json_answer`` when a term map gives the @context)."""
     hdrs = dict(headers or {})
     if tm is None:
-        return web.Response(body=orjson.dumps(data), status=status, content_type=media, headers=hdrs)
+        return Reply(body=orjson.dumps(data), status=status, content_type=media, headers=hdrs)
     body, link = json_answer(data, media, tm, core_url)
     if link is not None:
         hdrs["Link"] = link
-    return web.Response(body=body, status=status, content_type=media, headers=hdrs)
+    return Reply(body=body, status=status, content_type=media, headers=hdrs)
 
 
 def json_list_response(parts: list[bytes], *, media: str = JSON, tm: TermMap, core_url: str = "",
-                       headers: dict[str, str] | None = None) -> web.Response:
+                       headers: dict[str, str] | None = None) -> Reply:
     """``json_response`` for a list of already serialized objects (JSON-LD ones carry their @context)."""
     hdrs = dict(headers or {})
     if media != JSONLD:
         hdrs["Link"] = context_link(tm, core_url)
-    return web.Response(body=b"[" + b",".join(parts) + b"]", content_type=media, headers=hdrs)
+    return Reply(body=b"[" + b",".join(parts) + b"]", content_type=media, headers=hdrs)
 
 
 def check_query_params(request: web.Request, allowed: frozenset[str] | set[str]) -> None:

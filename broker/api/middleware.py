@@ -17,17 +17,18 @@ from ..errors import (
     PayloadTooLarge,
     ResourceNotFound,
 )
+from .reply import Reply
 
 log = logging.getLogger("broker.api")
 
 PROBLEM = "application/problem+json"
 
 
-def problem_response(err: NgsiLdError) -> web.Response:
+def problem_response(err: NgsiLdError) -> Reply:
     headers = {}
     if isinstance(err, MethodNotAllowed) and "allow" in err.extra:
         headers["Allow"] = err.extra.pop("allow")
-    return web.Response(body=orjson.dumps(err.to_problem()), status=err.status, content_type=PROBLEM,
+    return Reply(body=orjson.dumps(err.to_problem()), status=err.status, content_type=PROBLEM,
                         headers=headers)
 
 

@@ -39,6 +39,7 @@ from .http import (
     term_map,
 )
 from .keys import QUERY, RENDERED, SETTINGS, STORE
+from .reply import Reply
 
 BASE = "/ngsi-ld/v1"
 OFFERED = (JSON, JSONLD, GEOJSON)
@@ -57,7 +58,7 @@ def _page_links(request: web.Request, spec: QuerySpec, more: bool) -> list[str]:
     return links
 
 
-async def _answer(request: web.Request, tenant: str, spec: QuerySpec, tm: TermMap, media: str) -> web.Response:
+async def _answer(request: web.Request, tenant: str, spec: QuerySpec, tm: TermMap, media: str) -> Reply:
     settings = request.app[SETTINGS]
     page, total, more = await request.app[QUERY].query(tenant, spec)
     if spec.join.join is None and spec.pick is None and spec.omit is None and media != GEOJSON:
@@ -70,7 +71,7 @@ async def _answer(request: web.Request, tenant: str, spec: QuerySpec, tm: TermMa
         headers["NGSILD-Results-Count"] = str(total)
     if media == GEOJSON:
         body: Any = feature_collection(pairs, spec.geometry_property, response_context(tm, settings.core_context))
-        resp = web.Response(body=orjson.dumps(body), content_type=GEOJSON, headers=headers)
+        resp = Reply(body=orjson.dumps(body), content_type=GEOJSON, headers=headers)
     else:
         resp = json_response([r for _, r in pairs], media=media, tm=tm,
                              core_url=settings.core_context, headers=headers)
@@ -80,7 +81,7 @@ async def _answer(request: web.Request, tenant: str, spec: QuerySpec, tm: TermMa
 
 
 def _cached_page(request: web.Request, tenant: str, spec: QuerySpec, tm: TermMap, media: str,
-                 page: list[dict[str, Any]], total: int | None, more: bool) -> web.Response:
+                 page: list[dict[str, Any]], total: int | None, more: bool) -> Reply:
     """A page without join / pick / omit: each entity rendered on its own (the same bytes ``_answer``
     would give), through the app's cache of rendered entities, so the entities that recur at the head
     of query answers are rendered once per change instead of once per query."""
@@ -107,7 +108,7 @@ def _cached_page(request: web.Request, tenant: str, spec: QuerySpec, tm: TermMap
     return resp
 
 
-async def query_entities(request: web.Request) -> web.Response:
+async def query_entities(request: web.Request) -> Reply:
     tenant = tenant_of(request)
     check_query_params(request, QUERY_PARAMS)
     media = negotiate(request, OFFERED)
@@ -119,7 +120,7 @@ async def query_entities(request: web.Request) -> web.Response:
     return await _answer(request, tenant, spec, tm, media)
 
 
-async def post_query(request: web.Request) -> web.Response:
+async def post_query(request: web.Request) -> Reply:
     tenant = tenant_of(request)
     media = negotiate(request, OFFERED)
     body, context = await read_body(request)
@@ -131,7 +132,7 @@ async def post_query(request: web.Request) -> web.Response:
     return await _answer(request, tenant, spec, tm, media)
 
 
-async def purge_entities(request: web.Request) -> web.Response:
+async def purge_entities(request: web.Request) -> Reply:
     """Delete every entity matching type / id / idPattern / q / scopeQ / geoQ (or, with ``drop`` /
     ``keep``, only some of their attributes); 204."""
     tenant = tenant_of(request)
@@ -146,7 +147,7 @@ async def purge_entities(request: web.Request) -> web.Response:
     keep = attr_iris(split_list(request.query.get("keep"), "keep"), tm, "keep")
     drop = attr_iris(split_list(request.query.get("drop"), "drop"), tm, "drop")
     await request.app[QUERY].purge(tenant, spec, keep=keep, drop=drop)
-    return web.Response(status=204)
+    return Reply(status=204)
 
 
 def add_routes(app: web.Application) -> None:

@@ -31,6 +31,7 @@ from yarl import URL
 from ..errors import InternalError, InvalidRequest, NgsiLdError
 from .keys import SETTINGS
 from .middleware import MAX_HEADER_BYTES, MAX_LINE_BYTES, problem_response
+from .reply import Reply
 from .routing import RouteTable
 
 log = logging.getLogger("broker.api.server")
@@ -131,6 +132,7 @@ class _Date:
 
     second = -1
     value = ""
+    line = ""
 
     @classmethod
     def now(cls) -> str:
@@ -138,11 +140,45 @@ class _Date:
         if t != cls.second:
             cls.second = t
             cls.value = formatdate(t, usegmt=True)
+            cls.line = f"Date: {cls.value}\r\n"
         return cls.value
 
 
-def serialize(resp: web.StreamResponse, head_only: bool, close: bool, keep_alive_1_0: bool = False) -> bytes:
-    """Status line, headers and body of a complete ``web.Response`` as one buffer."""
+_STATUS_LINES = {code: f"HTTP/1.1 {code} {phrase}\r\n" for code, phrase in _REASONS.items()}
+
+
+def _serialize_reply(resp: Reply, head_only: bool, close: bool, keep_alive_1_0: bool) -> bytes:
+    status = resp.status
+    body = resp.body
+    parts = [_STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"]
+    ctype = resp.content_type
+    for name, value in resp.headers.items():
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            raise ValueError(f"newline in response header {name!r}")
+        parts.append(f"{name}: {value}\r\n")
+    if status in _NO_BODY_STATUS or status < 200:
+        body = b""
+    else:
+        if ctype is not None:
+            parts.append(f"Content-Type: {ctype}\r\n")
+        elif body:
+            parts.append("Content-Type: application/octet-stream\r\n")
+        parts.append(f"Content-Length: {len(body)}\r\n")
+    _Date.now()
+    parts.append(_Date.line)
+    if close:
+        parts.append("Connection: close\r\n")
+    elif keep_alive_1_0:
+        parts.append("Connection: keep-alive\r\n")
+    parts.append("\r\n")
+    head = "".join(parts).encode("utf-8", "surrogateescape")
+    return head if head_only or not body else head + body
+
+
+def serialize(resp: web.StreamResponse | Reply, head_only: bool, close: bool, keep_alive_1_0: bool = False) -> bytes:
+    """Status line, headers and body of a ``Reply`` or a complete ``web.Response`` as one buffer."""
+    if type(resp) is Reply:
+        return _serialize_reply(resp, head_only, close, keep_alive_1_0)
     if not isinstance(resp, web.Response):
         raise TypeError(f"unsupported response {type(resp).__name__}: only whole web.Response bodies are sent")
     status = resp.status
@@ -416,7 +452,7 @@ class HttpServer:
     """The protocol factory aiohttp's sites call, and the connection set its runner shuts down."""
 
     def __init__(self, app: web.Application, *, max_body: int,
-                 error_response: Callable[[NgsiLdError], web.Response] = problem_response) -> None:
+                 error_response: Callable[[NgsiLdError], web.Response | Reply] = problem_response) -> None:
         self.app = app
         self.max_body = max_body
         # the answer to a request refused before any handler runs (malformed, too long) or left
@@ -481,7 +517,7 @@ class BrokerRunner(web.AppRunner):
 
     ``max_body`` defaults to the broker settings' limit; ``error_response`` answers protocol faults."""
 
-    error_response: Callable[[NgsiLdError], web.Response] = staticmethod(problem_response)
+    error_response: Callable[[NgsiLdError], web.Response | Reply] = staticmethod(problem_response)
 
     def __init__(self, app: web.Application, *, max_body: int | None = None, **kwargs: Any) -> None:
         kwargs.pop("handler_cancellation", None)
@@ -494,4 +530,4 @@ class BrokerRunner(web.AppRunner):
         return HttpServer(self._app, max_body=max_body, error_response=self.error_response)
 
 
-__all__ = ["BrokerRunner", "HttpServer", "LiteRequest", "serialize"]
+__all__ = ["BrokerRunner", "HttpServer", "LiteRequest", "Reply", "serialize"]

@@ -24,6 +24,7 @@ from .http import (
     term_map,
 )
 from .keys import DELIVERY, RESOLVER, SETTINGS, SUBSCRIPTIONS
+from .reply import Reply
 
 BASE = "/ngsi-ld/v1/subscriptions"
 LINK_TYPE = 'type="application/ld+json"'  # pagination links as the conformance suite spells them
@@ -75,16 +76,16 @@ LIST_PARAMS = frozenset({"limit", "offset", "count", "options"})
 RETRIEVE_PARAMS = frozenset({"options"})
 
 
-async def create_subscription(request: web.Request) -> web.Response:
+async def create_subscription(request: web.Request) -> Reply:
     check_query_params(request, NO_PARAMS)
     tenant = tenant_of(request)
     body, context = await read_body(request)
     tm = await term_map(request, context, from_link=False)
     doc = await request.app[SUBSCRIPTIONS].create(tenant, body, tm, context)
-    return web.Response(status=201, headers={"Location": f"{BASE}/{quote(doc['id'], safe=':')}"})
+    return Reply(status=201, headers={"Location": f"{BASE}/{quote(doc['id'], safe=':')}"})
 
 
-async def list_subscriptions(request: web.Request) -> web.Response:
+async def list_subscriptions(request: web.Request) -> Reply:
     check_query_params(request, LIST_PARAMS)
     tenant = tenant_of(request)
     media = negotiate(request, (JSON, JSONLD))
@@ -120,7 +121,7 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     return resp
 
 
-async def retrieve_subscription(request: web.Request) -> web.Response:
+async def retrieve_subscription(request: web.Request) -> Reply:
     check_query_params(request, RETRIEVE_PARAMS)
     tenant = tenant_of(request)
     media = negotiate(request, (JSON, JSONLD))
@@ -133,23 +134,23 @@ async def retrieve_subscription(request: web.Request) -> web.Response:
     return json_response(body, media=media, tm=tm, core_url=request.app[SETTINGS].core_context)
 
 
-async def update_subscription(request: web.Request) -> web.Response:
+async def update_subscription(request: web.Request) -> Reply:
     check_query_params(request, NO_PARAMS)
     tenant = tenant_of(request)
     sub_id = _sub_id(request)
     body, context = await read_body(request, (JSON, JSONLD, MERGE_PATCH))
     await request.app[SUBSCRIPTIONS].update(tenant, sub_id, body, request.app[RESOLVER].resolve, context,
                                             has_context=context is not None)
-    return web.Response(status=204)
+    return Reply(status=204)
 
 
-async def delete_subscription(request: web.Request) -> web.Response:
+async def delete_subscription(request: web.Request) -> Reply:
     check_query_params(request, NO_PARAMS)
     tenant = tenant_of(request)
     sub_id = _sub_id(request)
     await request.app[SUBSCRIPTIONS].delete(tenant, sub_id)
     await request.app[DELIVERY].forget(tenant, sub_id)
-    return web.Response(status=204)
+    return Reply(status=204)
 
 
 def add_routes(app: web.Application) -> None:
