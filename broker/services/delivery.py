@@ -533,6 +533,8 @@ class DeliveryService:
             item["notification"]["notifiedAt"] = now = now_iso()
             try:
                 async with self.slots:
+                    if attempt == 0:
+                        self._count_sent(w, now)
                     await self.send(item)
             except DeliveryError as exc:
                 error = str(exc)
@@ -565,16 +567,23 @@ class DeliveryService:
             await self.http.send(uri, headers, orjson.dumps(body), timeout)
 
     # ------------------------------------------------------------ counters
+    def _count_sent(self, w: _Worker, now: str) -> None:
+        """A notification counts as sent when its first attempt goes out (as in Orion-LD), not when
+        the receiver's answer is read: a receiver that reads the subscription as soon as it has the
+        notification must already see it counted. Retries do not count again."""
+        s = self.stats.setdefault((w.tenant, w.sub_id), Stats())
+        s.timesSent += 1
+        s.lastNotification = now
+
     def _count(self, w: _Worker, ok: bool, final: bool, now: str) -> None:
+        """The outcome of an attempt: its time, and a failure for good once the last one failed."""
         s = self.stats.setdefault((w.tenant, w.sub_id), Stats())
         s.lastNotification = now
         if ok:
-            s.timesSent += 1
             s.lastSuccess = now
         else:
             s.lastFailure = now
             if final:
-                s.timesSent += 1
                 s.timesFailed += 1
 
     def unflushed(self, tenant: str, sub_id: str) -> Stats | None:

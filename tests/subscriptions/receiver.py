@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ class Receiver:
         self.tls = tls  # serve HTTPS with this server context
         self.received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.status = 200
+        self.before_answer: Callable[[], Awaitable[None]] | None = None  # runs before the answer is sent
         self._runner: web.AppRunner | None = None
 
     @property
@@ -30,6 +32,8 @@ class Receiver:
         body = await request.read()
         await self.received.put({"headers": dict(request.headers), "path": request.path,
                                  "body": orjson.loads(body) if body else None})
+        if self.before_answer is not None:
+            await self.before_answer()
         return web.Response(status=self.status)
 
     async def start(self) -> Receiver:

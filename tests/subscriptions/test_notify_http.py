@@ -272,6 +272,24 @@ async def test_final_failure_is_recorded_and_later_ones_still_go(nclient: TestCl
     assert sub["notification"]["timesSent"] == 2
 
 
+async def test_counted_as_sent_before_the_receiver_answers(nclient: TestClient, receiver: Receiver) -> None:
+    """A receiver that reads the subscription as soon as it holds the notification (the ETSI suite's
+    046_11_01 does) finds it counted: timesSent counts what went out, not answers read back."""
+    sub_id = await subscribe(nclient, receiver.url)
+    seen: list[dict[str, Any]] = []
+
+    async def read_status() -> None:
+        r = await nclient.get(f"{SUBS}/{sub_id}")
+        seen.append((await r.json())["notification"])
+
+    receiver.before_answer = read_status
+    await create(nclient, room(80))
+    assert (await receiver.next())["body"]["data"][0]["id"] == "urn:ngsi-ld:Room:80"
+    await status_when(nclient, sub_id, lambda n: n.get("status") == "ok")
+    assert seen and seen[0].get("timesSent") == 1 and "lastNotification" in seen[0], seen
+    assert "lastSuccess" not in seen[0]  # the answer was not read yet: no outcome to report
+
+
 async def test_link_keyvalues_sysattrs_and_dataset_filter(nclient: TestClient, receiver: Receiver) -> None:
     """A lone @context URL in a list is the Link; keyValues+sysAttrs has the entity's system times;
     datasetId keeps only the listed instances."""
