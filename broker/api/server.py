@@ -128,89 +128,67 @@ class LiteRequest:
 
 
 class _Date:
-    """The ``Date`` header, formatted once a second."""
+    """The ``Date`` header line, formatted once a second."""
 
     second = -1
-    value = ""
     line = ""
 
     @classmethod
-    def now(cls) -> str:
+    def header(cls) -> str:
         t = int(time.time())
         if t != cls.second:
             cls.second = t
-            cls.value = formatdate(t, usegmt=True)
-            cls.line = f"Date: {cls.value}\r\n"
-        return cls.value
+            cls.line = f"Date: {formatdate(t, usegmt=True)}\r\n"
+        return cls.line
 
 
 _STATUS_LINES = {code: f"HTTP/1.1 {code} {phrase}\r\n" for code, phrase in _REASONS.items()}
 
 
-def _serialize_reply(resp: Reply, head_only: bool, close: bool, keep_alive_1_0: bool) -> bytes:
-    status = resp.status
-    body = resp.body
-    parts = [_STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"]
-    ctype = resp.content_type
-    for name, value in resp.headers.items():
-        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise ValueError(f"newline in response header {name!r}")
-        parts.append(f"{name}: {value}\r\n")
-    if status in _NO_BODY_STATUS or status < 200:
-        body = b""
-    else:
-        if ctype is not None:
-            parts.append(f"Content-Type: {ctype}\r\n")
-        elif body:
-            parts.append("Content-Type: application/octet-stream\r\n")
-        parts.append(f"Content-Length: {len(body)}\r\n")
-    _Date.now()
-    parts.append(_Date.line)
-    if close:
-        parts.append("Connection: close\r\n")
-    elif keep_alive_1_0:
-        parts.append("Connection: keep-alive\r\n")
-    parts.append("\r\n")
-    head = "".join(parts).encode("utf-8", "surrogateescape")
-    return head if head_only or not body else head + body
+_MANAGED = frozenset({"content-length", "connection", "transfer-encoding", "date"})  # this server sets these
 
 
 def serialize(resp: web.StreamResponse | Reply, head_only: bool, close: bool, keep_alive_1_0: bool = False) -> bytes:
     """Status line, headers and body of a ``Reply`` or a complete ``web.Response`` as one buffer."""
+    ctype: str | None = None
     if type(resp) is Reply:
-        return _serialize_reply(resp, head_only, close, keep_alive_1_0)
-    if not isinstance(resp, web.Response):
+        status, body, ctype = resp.status, resp.body, resp.content_type
+        first = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"
+    elif isinstance(resp, web.Response):  # its Content-Type is among its headers
+        status, body = resp.status, resp.body
+        if body is None:
+            body = b""
+        elif not isinstance(body, bytes | bytearray):
+            raise TypeError(f"unsupported response body {type(body).__name__}")
+        first = f"HTTP/1.1 {status} {resp.reason or _REASONS.get(status, 'Unknown')}\r\n"
+    else:
         raise TypeError(f"unsupported response {type(resp).__name__}: only whole web.Response bodies are sent")
-    status = resp.status
-    body = resp.body
-    if body is None:
-        body = b""
-    elif not isinstance(body, bytes | bytearray):
-        raise TypeError(f"unsupported response body {type(body).__name__}")
-    lines = [f"HTTP/1.1 {status} {resp.reason or _REASONS.get(status, 'Unknown')}\r\n"]
+    parts = [first]
     has_type = False
     for name, value in resp.headers.items():
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
             raise ValueError(f"newline in response header {name!r}")
         lname = name.lower()
-        if lname in ("content-length", "connection", "transfer-encoding", "date"):
+        if lname in _MANAGED:
             continue
         if lname == "content-type":
             has_type = True
-        lines.append(f"{name}: {value}\r\n")
+        parts.append(f"{name}: {value}\r\n")
     if status in _NO_BODY_STATUS or status < 200:
         body = b""
     else:
-        if body and not has_type:
-            lines.append("Content-Type: application/octet-stream\r\n")
-        lines.append(f"Content-Length: {len(body)}\r\n")
-    lines.append(f"Date: {_Date.now()}\r\n")
+        if ctype is not None and not has_type:
+            parts.append(f"Content-Type: {ctype}\r\n")
+        elif body and not has_type:
+            parts.append("Content-Type: application/octet-stream\r\n")
+        parts.append(f"Content-Length: {len(body)}\r\n")
+    parts.append(_Date.header())
     if close:
-        lines.append("Connection: close\r\n")
+        parts.append("Connection: close\r\n")
     elif keep_alive_1_0:  # an HTTP/1.0 client keeps the connection only when told so (ab -k, old proxies)
-        lines.append("Connection: keep-alive\r\n")
-    lines.append("\r\n")
-    head = "".join(lines).encode("utf-8", "surrogateescape")  # as aiohttp: a Location may hold an IRI
+        parts.append("Connection: keep-alive\r\n")
+    parts.append("\r\n")
+    head = "".join(parts).encode("utf-8", "surrogateescape")  # as aiohttp: a Location may hold an IRI
     return head if head_only or not body else head + body
 
 
