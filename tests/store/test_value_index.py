@@ -107,3 +107,24 @@ async def test_index_matches_scan_across_writes(tmp_path) -> None:  # type: igno
         await check_all(store, entities)
     finally:
         await store.close()
+
+
+async def test_per_type_indexes_are_bounded(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Past MAX_TYPED_INDEXES, a query on a new (type, attribute) pair scans instead, with the same answer."""
+    import broker.store.sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "MAX_TYPED_INDEXES", 1)
+    rng = random.Random(3)
+    store = SqliteStore(str(tmp_path / "s.sqlite3"))
+    await store.start()
+    try:
+        entities = {}
+        for i in range(400):
+            e = make(i, rng)
+            await store.create_entity("", e)
+            entities[e["id"]] = e
+        await check_all(store, entities)
+        typed = store._tenants[""].typed
+        assert sum(len(per) for per in typed.values()) == 1  # one pair indexed, the others scanned
+    finally:
+        await store.close()
