@@ -144,6 +144,9 @@ class BatchService:
                 except AlreadyExists:
                     pass  # created concurrently: update it instead
             mutation = _chain([self._mutation("upsert", _entity(i), mode, False) for i in group])
+            if mode == "replace":  # replacements swap the stored entity's containers, never edit them
+                _, _, event = await svc.modify(tenant, entity_id, mutation, source, publish=False, copy=dict)
+                return event
         else:
             mutation = _chain([self._mutation(op, _entity(i), mode, no_overwrite, kept) for i in group])
         _, _, event = await svc.modify(tenant, entity_id, mutation, source, publish=False)

@@ -176,7 +176,12 @@ def _add_types(entity: dict[str, Any], types: list[str] | None) -> bool:
 
 # ---------------------------------------------------------------- mutations (clause 5.6)
 def replace_mutation(new: dict[str, Any]) -> Mutation:
-    """Replace Entity (5.6.18) and upsert with ``replace``: everything but id and createdAt."""
+    """Replace Entity (5.6.18) and upsert with ``replace``: everything but id and createdAt.
+
+    ``new`` is taken over: callers pass an entity expanded for this one write (a PUT body, a batch
+    entry), whose attribute lists and instances become the stored ones, their timestamps set in place
+    (an instance keeps the createdAt of the one it replaces). The stored entity's containers are all
+    replaced, never edited, so ``modify`` needs only a shallow copy of it (``copy=dict``)."""
 
     def mutate(entity: dict[str, Any], now: str) -> set[str]:
         old_attrs = entity.get("attrs", {})
@@ -186,13 +191,15 @@ def replace_mutation(new: dict[str, Any]) -> Mutation:
             entity["scope"] = new["scope"]
         else:
             entity.pop("scope", None)
-        attrs: Attrs = {}
-        for iri, instances in new.get("attrs", {}).items():
-            olds = old_attrs.get(iri, [])
-            attrs[iri] = []
+        attrs: Attrs = new.get("attrs", {})
+        for iri, instances in attrs.items():
+            olds = old_attrs.get(iri)
             for inst in instances:
-                j = _find(olds, inst.get("datasetId"))
-                attrs[iri].append(stamped(inst, now, olds[j] if j >= 0 else None))
+                old = None
+                if olds:
+                    j = _find(olds, inst.get("datasetId"))
+                    old = olds[j] if j >= 0 else None
+                stamp(inst, now, old)
         entity["attrs"] = attrs
         return set(old_attrs) | set(attrs)
 
@@ -503,7 +510,8 @@ class EntityService:
 
     # ---------------------------------------------------------------- clause 5.6 operations
     async def replace(self, tenant: str, entity_id: str, new: dict[str, Any], source: str = "api") -> None:
-        await self.modify(tenant, entity_id, replace_mutation(new), source)
+        """``new`` is taken over (see ``replace_mutation``)."""
+        await self.modify(tenant, entity_id, replace_mutation(new), source, copy=dict)
 
     async def append(self, tenant: str, entity_id: str, frag: dict[str, Any], *, no_overwrite: bool = False,
                      names: dict[str, str] | None = None, source: str = "api") -> UpdateResult:
