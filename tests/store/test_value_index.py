@@ -56,16 +56,22 @@ async def check_all(store: SqliteStore, entities: dict[str, dict]) -> None:
             assert count == len(expected)
 
 
+async def seed(store: SqliteStore, n: int, rng: random.Random) -> dict[str, dict]:
+    """Start the store and create n entities; returns them by id."""
+    await store.start()
+    entities = {}
+    for i in range(n):
+        e = make(i, rng)
+        await store.create_entity("", e)
+        entities[e["id"]] = e
+    return entities
+
+
 async def test_index_matches_scan_across_writes(tmp_path) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(7)
     store = SqliteStore(str(tmp_path / "s.sqlite3"))
-    await store.start()
     try:
-        entities = {}
-        for i in range(1500):
-            e = make(i, rng)
-            await store.create_entity("", e)
-            entities[e["id"]] = e
+        entities = await seed(store, 1500, rng)
         await check_all(store, entities)  # builds the indexes
         assert store._tenants[""].values, "the equality index was not used"
         assert store._tenants[""].ranges, "the range index was not used"
@@ -114,15 +120,9 @@ async def test_per_type_indexes_are_bounded(tmp_path, monkeypatch) -> None:  # t
     import broker.store.sqlite as sqlite_store
 
     monkeypatch.setattr(sqlite_store, "MAX_TYPED_INDEXES", 1)
-    rng = random.Random(3)
     store = SqliteStore(str(tmp_path / "s.sqlite3"))
-    await store.start()
     try:
-        entities = {}
-        for i in range(400):
-            e = make(i, rng)
-            await store.create_entity("", e)
-            entities[e["id"]] = e
+        entities = await seed(store, 400, random.Random(3))
         await check_all(store, entities)
         typed = store._tenants[""].typed
         assert sum(len(per) for per in typed.values()) == 1  # one pair indexed, the others scanned
