@@ -700,10 +700,10 @@ class SqliteStore(Store):
         scope = t.ordered_type(single) if single is not None else t.ordered()
         members = self._typed_members(t, single, query.q, len(scope)) if single is not None else None
         if members is not None:  # the type's holders of an ``attr==value`` term, in query order
-            sets = self._equality_sets(t, query, len(members), ranges_only=True)
-            if sets is None or sum(len(ids) for ids in sets) > len(members) // 4:
+            narrower = self._range_set(t, query.q, len(members)) if len(members) >= INDEX_MIN_SCAN else None
+            if narrower is None or len(narrower) > len(members) // 4:
                 return map(t.entities.__getitem__, members), None
-            return sorted((t.entities[i] for i in sets[0]), key=_order_key), None
+            return sorted((t.entities[i] for i in narrower), key=_order_key), None
         sets = self._equality_sets(t, query, len(scope))
         if sets is None:
             return scope.values(), None
@@ -728,17 +728,14 @@ class SqliteStore(Store):
         return best
 
     @staticmethod
-    def _equality_sets(t: _Tenant, query: EntityQuery, scan_size: int,
-                       ranges_only: bool = False) -> list[set[str]] | None:
-        """The index sets of the most selective ``attr==value`` term of q (any match is in one of them),
-        or None when no such term narrows the scan; ``ranges_only`` looks at numeric range terms only,
-        for a scan the per-type index already narrowed."""
+    def _equality_sets(t: _Tenant, query: EntityQuery, scan_size: int) -> list[set[str]] | None:
+        """The index sets of the most selective ``attr==value`` or numeric range term of q (any match is
+        in one of them), or None when no such term narrows the scan."""
         if query.q is None or scan_size < INDEX_MIN_SCAN:
             return None
         best: list[set[str]] | None = None
-        # a term nearly every entity meets narrows nothing
-        best_size = scan_size if ranges_only else int(len(t.entities) * 0.9)
-        for attr, keys in [] if ranges_only else _equality_terms(query.q):
+        best_size = int(len(t.entities) * 0.9)  # a term nearly every entity meets narrows nothing
+        for attr, keys in _equality_terms(query.q):
             index = t.value_index(attr)
             if index is None:
                 continue
@@ -746,16 +743,24 @@ class SqliteStore(Store):
             size = sum(len(ids) for ids in sets)  # sized before any set is copied
             if size < best_size:
                 best, best_size = sets, size
-        # A numeric range term is sized by bisection; its ids are gathered only when few entities meet
-        # it (gathering costs more than the scan it saves otherwise). No match at all ends the query.
-        range_cap = int(len(t.entities) * RANGE_SHARE)
-        for attr, low, low_in, high, high_in in _range_terms(query.q):
+        narrower = SqliteStore._range_set(t, query.q, best_size)
+        return best if narrower is None else [narrower]
+
+    @staticmethod
+    def _range_set(t: _Tenant, q: Any, below: int) -> set[str] | None:
+        """The ids meeting q's most selective numeric range term, when fewer than ``below`` do.
+
+        A range term is sized by bisection; its ids are gathered only when few entities meet it
+        (gathering costs more than the scan it saves otherwise). No match at all ends the query."""
+        best: set[str] | None = None
+        best_size = min(below, int(len(t.entities) * RANGE_SHARE) + 1)
+        for attr, low, low_in, high, high_in in _range_terms(q):
             ordered = t.range_index(attr)
             if ordered is None:
                 continue
             start, stop = _range_ids(ordered, low, low_in, high, high_in)
-            if stop - start < min(best_size, range_cap + 1):
-                best = [{eid for _, eid in ordered.islice(start, stop)}]
+            if stop - start < best_size:
+                best = {eid for _, eid in ordered.islice(start, stop)}
                 best_size = stop - start
         return best
 
