@@ -177,22 +177,22 @@ def json_answer(data: Any, media: str, tm: TermMap, core_url: str) -> tuple[byte
 def json_response(data: Any, status: int = 200, *, media: str = JSON, tm: TermMap | None = None,
                   core_url: str = "", headers: dict[str, str] | None = None) -> Reply:
     """Serialize with orjson (``json_answer`` when a term map gives the @context)."""
-    hdrs = dict(headers or {})
     if tm is None:
-        return Reply(body=orjson.dumps(data), status=status, content_type=media, headers=hdrs)
+        return Reply(body=orjson.dumps(data), status=status, content_type=media, headers=headers)
     body, link = json_answer(data, media, tm, core_url)
+    reply = Reply(body=body, status=status, content_type=media, headers=headers)  # copies the headers
     if link is not None:
-        hdrs["Link"] = link
-    return Reply(body=body, status=status, content_type=media, headers=hdrs)
+        reply.headers["Link"] = link
+    return reply
 
 
 def json_list_response(parts: list[bytes], *, media: str = JSON, tm: TermMap, core_url: str = "",
                        headers: dict[str, str] | None = None) -> Reply:
     """``json_response`` for a list of already serialized objects (JSON-LD ones carry their @context)."""
-    hdrs = dict(headers or {})
+    reply = Reply(body=b"[" + b",".join(parts) + b"]", content_type=media, headers=headers)
     if media != JSONLD:
-        hdrs["Link"] = context_link(tm, core_url)
-    return Reply(body=b"[" + b",".join(parts) + b"]", content_type=media, headers=hdrs)
+        reply.headers["Link"] = context_link(tm, core_url)
+    return reply
 
 
 def check_query_params(request: web.Request, allowed: frozenset[str] | set[str]) -> None:
