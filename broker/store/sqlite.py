@@ -54,6 +54,7 @@ MAX_VALUE_INDEXES = 32  # attributes per tenant with an equality index (each cos
 MAX_TYPED_INDEXES = 64  # (type, attribute) pairs per tenant with a per-type equality index
 IndexKey = tuple[str, Any]
 TypedIndex = dict[IndexKey, dict[str, None]]  # value key -> ids in query order (a dict as an ordered set)
+RangeScope = tuple[str, str]  # (type IRI, or "" for every entity; attribute IRI)
 
 
 def _value_key(value: Any) -> IndexKey | None:
@@ -104,7 +105,7 @@ def _entity_keys(entity: Doc, attr: str) -> set[IndexKey]:
 
 
 INDEX_MIN_SCAN = 64  # a scan of fewer entities is cheaper than an index lookup and its upkeep
-MAX_RANGE_INDEXES = 16  # attributes per tenant with an ordered numeric index
+MAX_RANGE_INDEXES = 64  # (scope, attribute) pairs per tenant with an ordered numeric index
 RANGE_SHARE = 0.01  # a range term narrows a scan when at most this share of the entities meet it
 
 
@@ -228,12 +229,14 @@ class _Tenant:
         # Equality indexes, built on first use by a query and kept current by every write:
         # attribute IRI -> value key -> ids of the entities holding that value.
         self.values: dict[str, dict[IndexKey, set[str]]] = {}
-        # Ordered numeric indexes, built on first use by a range term of q: attribute IRI -> sorted
-        # (number, id) pairs, so a selective ``attr>n`` is answered by bisection instead of a scan.
-        self.ranges: dict[str, SortedKeyList] = {}
+        # Ordered numeric indexes, built on first use by a range term of q: (scope, attribute IRI) ->
+        # sorted (number, id) pairs, so a selective ``attr>n`` is answered by bisection instead of a
+        # scan. The scope is the query's one type, or "" (every entity) for a query without a single
+        # type: a write pays only for the indexes of its own types, not for every type's queries.
+        self.ranges: dict[RangeScope, SortedKeyList] = {}
         # Beside each ordered index, id -> (least, greatest) of the entity's numbers: a scan tests a
         # range term against it with one lookup before running the whole q on the entity.
-        self.bounds: dict[str, dict[str, tuple[float, float]]] = {}
+        self.bounds: dict[RangeScope, dict[str, tuple[float, float]]] = {}
         # Per-type equality indexes, built on first use by a query naming one type: type IRI -> attribute
         # IRI -> value key -> ids of that type's entities holding the value, in query order, so
         # ``type=T&q=attr=="v"`` walks only the entities of T that hold "v" (not all of T, nor all "v").
@@ -243,14 +246,18 @@ class _Tenant:
 
     def _index(self, entity: Doc, add: bool) -> None:
         eid = entity["id"]
-        for attr, ordered in self.ranges.items():
+        types = entity.get("type", ())
+        for scope_attr, ordered in self.ranges.items():
+            scope, attr = scope_attr
+            if scope and scope not in types:
+                continue
             numbers = _numbers(entity, attr)
             for n in numbers:
                 if add:
                     ordered.add((n, eid))
                 else:
                     ordered.discard((n, eid))
-            _set_bounds(self.bounds[attr], eid, numbers if add else None)
+            _set_bounds(self.bounds[scope_attr], eid, numbers if add else None)
         for attr, index in self.values.items():
             for key in _entity_keys(entity, attr):
                 if add:
@@ -272,15 +279,20 @@ class _Tenant:
         def same(attr: str) -> bool:
             return _same_keys(old_attrs.get(attr), new_attrs.get(attr))
 
-        for attr, ordered in self.ranges.items():
-            if same(attr):
+        old_types, new_types = old.get("type", ()), new.get("type", ())
+        for scope_attr, ordered in self.ranges.items():
+            scope, attr = scope_attr
+            was = not scope or scope in old_types
+            now = not scope or scope in new_types
+            if not (was or now) or (was and now and same(attr)):
                 continue
-            before, after = _numbers(old, attr), _numbers(new, attr)
+            before = _numbers(old, attr) if was else set()
+            after = _numbers(new, attr) if now else set()
             for n in before - after:
                 ordered.discard((n, eid))
             for n in after - before:
                 ordered.add((n, eid))
-            _set_bounds(self.bounds[attr], eid, after)
+            _set_bounds(self.bounds[scope_attr], eid, after)
         for attr, index in self.values.items():
             if same(attr):
                 continue
@@ -370,20 +382,22 @@ class _Tenant:
             self.values[attr] = index
         return index
 
-    def range_index(self, attr: str) -> SortedKeyList | None:
-        """The ordered numeric index of ``attr``, built now if there is room for one more."""
-        ordered = self.ranges.get(attr)
+    def range_index(self, attr: str, scope: str = "") -> SortedKeyList | None:
+        """The ordered numeric index of ``attr`` over the entities of type ``scope`` ("" for all),
+        built now if there is room for one more."""
+        key = (scope, attr)
+        ordered = self.ranges.get(key)
         if ordered is None and len(self.ranges) < MAX_RANGE_INDEXES:
             bounds: dict[str, tuple[float, float]] = {}
             pairs = []
-            for e in self.entities.values():
+            for e in (self.by_type.get(scope, {}) if scope else self.entities).values():
                 numbers = _numbers(e, attr)
                 if numbers:
                     pairs.extend((n, e["id"]) for n in numbers)
                     _set_bounds(bounds, e["id"], numbers)
             ordered = SortedKeyList(pairs, key=_first)
-            self.ranges[attr] = ordered
-            self.bounds[attr] = bounds
+            self.ranges[key] = ordered
+            self.bounds[key] = bounds
         return ordered
 
     def _append(self, bucket: dict[str, Doc], name: str, entity: Doc) -> bool:
@@ -700,11 +714,12 @@ class SqliteStore(Store):
         scope = t.ordered_type(single) if single is not None else t.ordered()
         members = self._typed_members(t, single, query.q, len(scope)) if single is not None else None
         if members is not None:  # the type's holders of an ``attr==value`` term, in query order
-            narrower = self._range_set(t, query.q, len(members)) if len(members) >= INDEX_MIN_SCAN else None
+            narrower = (self._range_set(t, query.q, len(members), single)
+                        if len(members) >= INDEX_MIN_SCAN else None)
             if narrower is None or len(narrower) > len(members) // 4:
                 return map(t.entities.__getitem__, members), None
             return sorted((t.entities[i] for i in narrower), key=_order_key), None
-        sets = self._equality_sets(t, query, len(scope))
+        sets = self._equality_sets(t, query, len(scope), single or "")
         if sets is None:
             return scope.values(), None
         size = sum(len(ids) for ids in sets)
@@ -728,7 +743,7 @@ class SqliteStore(Store):
         return best
 
     @staticmethod
-    def _equality_sets(t: _Tenant, query: EntityQuery, scan_size: int) -> list[set[str]] | None:
+    def _equality_sets(t: _Tenant, query: EntityQuery, scan_size: int, scope: str) -> list[set[str]] | None:
         """The index sets of the most selective ``attr==value`` or numeric range term of q (any match is
         in one of them), or None when no such term narrows the scan."""
         if query.q is None or scan_size < INDEX_MIN_SCAN:
@@ -743,19 +758,20 @@ class SqliteStore(Store):
             size = sum(len(ids) for ids in sets)  # sized before any set is copied
             if size < best_size:
                 best, best_size = sets, size
-        narrower = SqliteStore._range_set(t, query.q, best_size)
+        narrower = SqliteStore._range_set(t, query.q, best_size, scope)
         return best if narrower is None else [narrower]
 
     @staticmethod
-    def _range_set(t: _Tenant, q: Any, below: int) -> set[str] | None:
+    def _range_set(t: _Tenant, q: Any, below: int, scope: str) -> set[str] | None:
         """The ids meeting q's most selective numeric range term, when fewer than ``below`` do.
 
         A range term is sized by bisection; its ids are gathered only when few entities meet it
         (gathering costs more than the scan it saves otherwise). No match at all ends the query."""
         best: set[str] | None = None
-        best_size = min(below, int(len(t.entities) * RANGE_SHARE) + 1)
+        size = len(t.by_type.get(scope, ())) if scope else len(t.entities)
+        best_size = min(below, int(size * RANGE_SHARE) + 1)
         for attr, low, low_in, high, high_in in _range_terms(q):
-            ordered = t.range_index(attr)
+            ordered = t.range_index(attr, scope)
             if ordered is None:
                 continue
             start, stop = _range_ids(ordered, low, low_in, high, high_in)
@@ -776,10 +792,17 @@ class SqliteStore(Store):
         if query.ids is None and isinstance(query.types, TypeName) and not isinstance(candidates, list):
             check = replace(query, types=None)  # the type index already guarantees the type
         matches = entity_matcher(check)
-        # range terms with an ordered index: tested on the entity's number bounds before q itself
-        checks: list[RangeCheck] = [(t.bounds[attr], low, low_in, high, high_in)
-                                    for attr, low, low_in, high, high_in in _range_terms(query.q)
-                                    if attr in t.bounds] if query.q is not None else []
+        # range terms with an ordered index: tested on the entity's number bounds before q itself (the
+        # bounds of the query's one type hold every entity that can match; else those of all)
+        checks: list[RangeCheck] = []
+        if query.q is not None:
+            single = _single_type(query.types) or ""
+            for attr, low, low_in, high, high_in in _range_terms(query.q):
+                bounds = t.bounds.get((single, attr)) if single else None
+                if bounds is None:
+                    bounds = t.bounds.get(("", attr))
+                if bounds is not None:
+                    checks.append((bounds, low, low_in, high, high_in))
         if checks:
             q_matches = matches
 

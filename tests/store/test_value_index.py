@@ -11,7 +11,7 @@ from broker.query.model import EntityQuery
 from broker.query.parser import parse_q
 from broker.services.entities import EntityService
 from broker.services.events import EventBus
-from broker.store.sqlite import SqliteStore
+from broker.store.sqlite import SqliteStore, _numbers
 
 V = "https://example.org/"
 
@@ -46,6 +46,7 @@ QUERIES = ['station=="nowhere"', 'station=="nowhere",s5', 'station=="s7"', 'stat
 
 
 async def check_all(store: SqliteStore, entities: dict[str, dict]) -> None:
+    check_ranges(store, entities)
     for text in QUERIES:
         for types in (None, TypeName(V + "T1"), TypeName(V + "T2")):
             q = EntityQuery(q=parse_q(text, expand), types=types, limit=1000, count=True)
@@ -54,6 +55,18 @@ async def check_all(store: SqliteStore, entities: dict[str, dict]) -> None:
                               key=lambda e: (e["createdAt"], e["id"]))
             assert [e["id"] for e in page] == [e["id"] for e in expected], text
             assert count == len(expected)
+
+
+def check_ranges(store: SqliteStore, entities: dict[str, dict]) -> None:
+    """Each ordered index holds the numbers of exactly the entities of its scope (its type, or all),
+    and its bounds their least and greatest."""
+    t = store._tenants[""]
+    assert t.bounds.keys() == t.ranges.keys()
+    for (scope, attr), ordered in t.ranges.items():
+        members = [e for e in entities.values() if not scope or scope in e["type"]]
+        assert sorted(ordered) == sorted((n, e["id"]) for e in members for n in _numbers(e, attr)), (scope, attr)
+        assert t.bounds[(scope, attr)] == {e["id"]: (min(ns), max(ns)) for e in members
+                                           if (ns := _numbers(e, attr))}
 
 
 async def seed(store: SqliteStore, n: int, rng: random.Random) -> dict[str, dict]:
@@ -74,8 +87,9 @@ async def test_index_matches_scan_across_writes(tmp_path) -> None:  # type: igno
         entities = await seed(store, 1500, rng)
         await check_all(store, entities)  # builds the indexes
         assert store._tenants[""].values, "the equality index was not used"
-        assert store._tenants[""].ranges, "the range index was not used"
-        assert store._tenants[""].bounds.keys() == store._tenants[""].ranges.keys()
+        # a typed query ranges over its type's own index, an untyped one over the index of all
+        assert {scope for scope, _ in store._tenants[""].ranges} == {"", V + "T1", V + "T2"}
+        check_ranges(store, entities)
         assert store._tenants[""].typed.keys() == {V + "T1", V + "T2"}, "the per-type index was not used"
         for i in rng.sample(range(1500), 300):  # updates move entities between index keys
             eid = f"urn:ngsi-ld:E:{i:05d}"
