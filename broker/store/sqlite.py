@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,8 +49,10 @@ def _order_key(entity: Doc) -> tuple[str, str]:
 
 
 CHECKPOINT_SECONDS = 1.0  # how often the WAL is copied into the database file (when anything was written)
-WAL_SIZE_LIMIT = 64 << 20  # the WAL file is cut back to this when it restarts
-WAL_CATCH_UP = 256 << 20  # past this, the writing connection finishes a checkpoint itself (a stall)
+WAL_CATCH_UP = 64 << 20  # past this, the writing connection finishes a checkpoint itself (a few ms)
+# The WAL file is cut back to this when it restarts. Above WAL_CATCH_UP, so the usual restart keeps the
+# file: cutting it frees its blocks, a synchronous discard on SSD-backed disks (~1 ms per MB, on the loop).
+WAL_SIZE_LIMIT = 2 * WAL_CATCH_UP
 MAX_VALUE_INDEXES = 32  # attributes per tenant with an equality index (each costs on every write)
 MAX_TYPED_INDEXES = 64  # (type, attribute) pairs per tenant with a per-type equality index
 IndexKey = tuple[str, Any]
@@ -597,17 +600,41 @@ class SqliteStore(Store):
         if self._commits == 0 or self._ckpt_db is None:
             return
         self._commits = 0
-        db = self._ckpt_db
-        self._ckpt_running = asyncio.get_running_loop().run_in_executor(
-            None, lambda: db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
-        (_, frames, _), = await asyncio.shield(self._ckpt_running)
+        _, frames, _ = await self._worker_checkpoint()
         # Under steady writes the worker never sees the WAL whole (frames keep arriving while it
         # copies), and SQLite restarts the WAL only after a checkpoint that left nothing behind: it
-        # would grow without end. Past WAL_CATCH_UP the writing connection copies what arrived
-        # meanwhile (the worker's fsync flushed the rest; still tens of ms on the loop, so only
-        # then), and its next write restarts the WAL.
-        if frames * self._page_size > WAL_CATCH_UP and not self._in_tx and self._db is not None:
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        # would grow without end. Past WAL_CATCH_UP the worker copies once more (what is left is what
+        # arrived during that pass), then the writing connection commits what this turn wrote and
+        # copies that remainder, a few ms on the loop; its next write restarts the WAL.
+        if frames * self._page_size > WAL_CATCH_UP:
+            await self._worker_checkpoint()
+            if self._db is not None and not self._open_batches:  # a batch's transaction stays whole
+                if self._in_tx:
+                    self._commit()
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    async def _worker_checkpoint(self) -> tuple[int, int, int]:
+        """One checkpoint pass on the worker thread: (busy, WAL length, frames copied) in frames.
+
+        A pass that does not reach the WAL's end (writes went on meanwhile) leaves the pages it copied
+        unflushed in the database file: SQLite syncs that file only when a checkpoint completes, and
+        the one that does, on the loop, would then flush all of them (hundreds of ms). So each pass
+        flushes the database file here (the WAL is synced by each pass's start); flushing only before
+        the completing pass made that one flush, and the WAL appends it held up, twice as long."""
+        db, path = self._ckpt_db, self.path
+        assert db is not None
+
+        def run() -> tuple[int, int, int]:
+            (busy, frames, copied), = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            return busy, frames, copied
+
+        self._ckpt_running = asyncio.get_running_loop().run_in_executor(None, run)
+        return await asyncio.shield(self._ckpt_running)
 
     async def close(self) -> None:
         await stop(self._checkpointer)

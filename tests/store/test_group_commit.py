@@ -112,7 +112,7 @@ async def test_checkpoints_run_off_the_event_loop_and_keep_the_wal_small(tmp_pat
                 await asyncio.sleep(0.02)
                 if store._commits == 0 and store._ckpt_running is not None and store._ckpt_running.done():
                     break
-            busy, frames, copied = store._ckpt_running.result()[0]  # type: ignore[union-attr]
+            busy, frames, copied = store._ckpt_running.result()  # type: ignore[union-attr]
             assert busy == 0 and frames == copied > 0  # every frame of the WAL is in the database file
             sizes.append((path.parent / (path.name + "-wal")).stat().st_size)
         assert max(sizes) == sizes[0]  # the WAL is reused from the start, not grown round after round
@@ -122,3 +122,48 @@ async def test_checkpoints_run_off_the_event_loop_and_keep_the_wal_small(tmp_pat
     finally:
         await store.close()
     assert len(_committed_ids(path)) == 800
+
+
+async def test_under_steady_writes_the_wal_still_restarts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes that never pause keep every worker pass from reaching the WAL's end, and SQLite restarts
+    the WAL only after a pass that does. Past WAL_CATCH_UP a second worker pass, then the writing
+    connection, copy what is left: the WAL file is reused instead of growing with every write. The
+    worker flushes the database file after each pass (an unfinished pass leaves it unsynced, and the
+    finishing pass on the loop would flush everything at once)."""
+    import os
+    import threading
+
+    from broker.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 0.02)
+    monkeypatch.setattr(sqlite_store, "WAL_CATCH_UP", 256 << 10)
+    flushes: list[int] = []
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        flushes.append(threading.get_ident())
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(sqlite_store.os, "fdatasync", fdatasync)
+    path = tmp_path / "s.sqlite3"
+    store = SqliteStore(str(path))
+    await store.start()
+    loop_passes: list[str] = []
+    store.db.set_trace_callback(lambda sql: loop_passes.append(sql) if "wal_checkpoint" in sql else None)
+    written = 0
+    try:
+        n = 0
+        while written < 40 * sqlite_store.WAL_CATCH_UP:  # 10 MiB through a 256 KiB threshold
+            e = _entity(n)
+            e["attrs"] = {"https://example.org/blob": [{"type": "Property", "value": "x" * 2000}]}
+            await store.create_entity("", e)
+            written += 2100
+            n += 1
+        wal = (path.parent / (path.name + "-wal")).stat().st_size
+        assert loop_passes, "the writing connection never finished a checkpoint"
+        # each write adds table and index pages to the WAL: ~70 MiB in all, were it never restarted
+        assert wal < 32 * sqlite_store.WAL_CATCH_UP, wal
+        assert flushes and threading.get_ident() not in flushes  # flushed, and never on the loop
+    finally:
+        await store.close()
+    assert len(_committed_ids(path)) == n
