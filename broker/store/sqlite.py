@@ -57,7 +57,7 @@ MAX_VALUE_INDEXES = 32  # attributes per tenant with an equality index (each cos
 MAX_TYPED_INDEXES = 64  # (type, attribute) pairs per tenant with a per-type equality index
 IndexKey = tuple[str, Any]
 TypedIndex = dict[IndexKey, dict[str, None]]  # value key -> ids in query order (a dict as an ordered set)
-RangeScope = tuple[str, str]  # (type IRI, or "" for every entity; attribute IRI)
+Bounds = dict[str, tuple[float, float]]  # id -> (least, greatest) of the entity's numbers on an attribute
 
 
 def _value_key(value: Any) -> IndexKey | None:
@@ -138,7 +138,7 @@ def _range_terms(q: Any) -> list[tuple[str, float | None, bool, float | None, bo
     return found
 
 
-def _set_bounds(bounds: dict[str, tuple[float, float]], eid: str, numbers: set[float] | None) -> None:
+def _set_bounds(bounds: Bounds, eid: str, numbers: set[float] | None) -> None:
     if numbers:
         bounds[eid] = (min(numbers), max(numbers))
     else:
@@ -220,7 +220,7 @@ class _Tenant:
     """
 
     __slots__ = ("entities", "by_type", "seq", "_last", "_unsorted", "_unsorted_types", "values", "ranges",
-                 "bounds", "typed", "_typed_unsorted", "_typed_count")
+                 "bounds", "_range_count", "typed", "_typed_unsorted", "_typed_count")
 
     def __init__(self) -> None:
         self.entities: dict[str, Doc] = {}
@@ -232,14 +232,15 @@ class _Tenant:
         # Equality indexes, built on first use by a query and kept current by every write:
         # attribute IRI -> value key -> ids of the entities holding that value.
         self.values: dict[str, dict[IndexKey, set[str]]] = {}
-        # Ordered numeric indexes, built on first use by a range term of q: (scope, attribute IRI) ->
+        # Ordered numeric indexes, built on first use by a range term of q: scope -> attribute IRI ->
         # sorted (number, id) pairs, so a selective ``attr>n`` is answered by bisection instead of a
         # scan. The scope is the query's one type, or "" (every entity) for a query without a single
         # type: a write pays only for the indexes of its own types, not for every type's queries.
-        self.ranges: dict[RangeScope, SortedKeyList] = {}
+        self.ranges: dict[str, dict[str, SortedKeyList]] = {}
         # Beside each ordered index, id -> (least, greatest) of the entity's numbers: a scan tests a
         # range term against it with one lookup before running the whole q on the entity.
-        self.bounds: dict[RangeScope, dict[str, tuple[float, float]]] = {}
+        self.bounds: dict[str, dict[str, Bounds]] = {}
+        self._range_count = 0
         # Per-type equality indexes, built on first use by a query naming one type: type IRI -> attribute
         # IRI -> value key -> ids of that type's entities holding the value, in query order, so
         # ``type=T&q=attr=="v"`` walks only the entities of T that hold "v" (not all of T, nor all "v").
@@ -249,18 +250,18 @@ class _Tenant:
 
     def _index(self, entity: Doc, add: bool) -> None:
         eid = entity["id"]
-        types = entity.get("type", ())
-        for scope_attr, ordered in self.ranges.items():
-            scope, attr = scope_attr
-            if scope and scope not in types:
+        for scope in ("", *entity.get("type", ())):
+            per = self.ranges.get(scope)
+            if per is None:
                 continue
-            numbers = _numbers(entity, attr)
-            for n in numbers:
-                if add:
-                    ordered.add((n, eid))
-                else:
-                    ordered.discard((n, eid))
-            _set_bounds(self.bounds[scope_attr], eid, numbers if add else None)
+            for attr, ordered in per.items():
+                numbers = _numbers(entity, attr)
+                for n in numbers:
+                    if add:
+                        ordered.add((n, eid))
+                    else:
+                        ordered.discard((n, eid))
+                _set_bounds(self.bounds[scope][attr], eid, numbers if add else None)
         for attr, index in self.values.items():
             for key in _entity_keys(entity, attr):
                 if add:
@@ -283,19 +284,22 @@ class _Tenant:
             return _same_keys(old_attrs.get(attr), new_attrs.get(attr))
 
         old_types, new_types = old.get("type", ()), new.get("type", ())
-        for scope_attr, ordered in self.ranges.items():
-            scope, attr = scope_attr
+        for scope in dict.fromkeys(("", *old_types, *new_types)):
+            per = self.ranges.get(scope)
+            if per is None:
+                continue
             was = not scope or scope in old_types
             now = not scope or scope in new_types
-            if not (was or now) or (was and now and same(attr)):
-                continue
-            before = _numbers(old, attr) if was else set()
-            after = _numbers(new, attr) if now else set()
-            for n in before - after:
-                ordered.discard((n, eid))
-            for n in after - before:
-                ordered.add((n, eid))
-            _set_bounds(self.bounds[scope_attr], eid, after)
+            for attr, ordered in per.items():
+                if was and now and same(attr):
+                    continue
+                before = _numbers(old, attr) if was else set()
+                after = _numbers(new, attr) if now else set()
+                for n in before - after:
+                    ordered.discard((n, eid))
+                for n in after - before:
+                    ordered.add((n, eid))
+                _set_bounds(self.bounds[scope][attr], eid, after)
         for attr, index in self.values.items():
             if same(attr):
                 continue
@@ -388,10 +392,9 @@ class _Tenant:
     def range_index(self, attr: str, scope: str = "") -> SortedKeyList | None:
         """The ordered numeric index of ``attr`` over the entities of type ``scope`` ("" for all),
         built now if there is room for one more."""
-        key = (scope, attr)
-        ordered = self.ranges.get(key)
-        if ordered is None and len(self.ranges) < MAX_RANGE_INDEXES:
-            bounds: dict[str, tuple[float, float]] = {}
+        ordered = self.ranges.get(scope, {}).get(attr)
+        if ordered is None and self._range_count < MAX_RANGE_INDEXES:
+            bounds: Bounds = {}
             pairs = []
             for e in (self.by_type.get(scope, {}) if scope else self.entities).values():
                 numbers = _numbers(e, attr)
@@ -399,8 +402,9 @@ class _Tenant:
                     pairs.extend((n, e["id"]) for n in numbers)
                     _set_bounds(bounds, e["id"], numbers)
             ordered = SortedKeyList(pairs, key=_first)
-            self.ranges[key] = ordered
-            self.bounds[key] = bounds
+            self.ranges.setdefault(scope, {})[attr] = ordered
+            self.bounds.setdefault(scope, {})[attr] = bounds
+            self._range_count += 1
         return ordered
 
     def _append(self, bucket: dict[str, Doc], name: str, entity: Doc) -> bool:
@@ -825,9 +829,9 @@ class SqliteStore(Store):
         if query.q is not None:
             single = _single_type(query.types) or ""
             for attr, low, low_in, high, high_in in _range_terms(query.q):
-                bounds = t.bounds.get((single, attr)) if single else None
+                bounds = t.bounds.get(single, {}).get(attr) if single else None
                 if bounds is None:
-                    bounds = t.bounds.get(("", attr))
+                    bounds = t.bounds.get("", {}).get(attr)
                 if bounds is not None:
                     checks.append((bounds, low, low_in, high, high_in))
         if checks:

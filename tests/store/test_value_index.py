@@ -61,12 +61,13 @@ def check_ranges(store: SqliteStore, entities: dict[str, dict]) -> None:
     """Each ordered index holds the numbers of exactly the entities of its scope (its type, or all),
     and its bounds their least and greatest."""
     t = store._tenants[""]
-    assert t.bounds.keys() == t.ranges.keys()
-    for (scope, attr), ordered in t.ranges.items():
+    pairs = [(scope, attr, ordered) for scope, per in t.ranges.items() for attr, ordered in per.items()]
+    assert {(scope, attr) for scope, attr, _ in pairs} == {(s, a) for s, per in t.bounds.items() for a in per}
+    for scope, attr, ordered in pairs:
         members = [e for e in entities.values() if not scope or scope in e["type"]]
         assert sorted(ordered) == sorted((n, e["id"]) for e in members for n in _numbers(e, attr)), (scope, attr)
-        assert t.bounds[(scope, attr)] == {e["id"]: (min(ns), max(ns)) for e in members
-                                           if (ns := _numbers(e, attr))}
+        assert t.bounds[scope][attr] == {e["id"]: (min(ns), max(ns)) for e in members
+                                         if (ns := _numbers(e, attr))}
 
 
 async def seed(store: SqliteStore, n: int, rng: random.Random) -> dict[str, dict]:
@@ -88,7 +89,7 @@ async def test_index_matches_scan_across_writes(tmp_path) -> None:  # type: igno
         await check_all(store, entities)  # builds the indexes
         assert store._tenants[""].values, "the equality index was not used"
         # a typed query ranges over its type's own index, an untyped one over the index of all
-        assert {scope for scope, _ in store._tenants[""].ranges} == {"", V + "T1", V + "T2"}
+        assert store._tenants[""].ranges.keys() == {"", V + "T1", V + "T2"}
         check_ranges(store, entities)
         assert store._tenants[""].typed.keys() == {V + "T1", V + "T2"}, "the per-type index was not used"
         for i in rng.sample(range(1500), 300):  # updates move entities between index keys
@@ -130,15 +131,18 @@ async def test_index_matches_scan_across_writes(tmp_path) -> None:  # type: igno
 
 
 async def test_per_type_indexes_are_bounded(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Past MAX_TYPED_INDEXES, a query on a new (type, attribute) pair scans instead, with the same answer."""
+    """Past MAX_TYPED_INDEXES (MAX_RANGE_INDEXES), a query on a new (type, attribute) pair (a new
+    (scope, attribute) pair of a range term) scans instead, with the same answer."""
     import broker.store.sqlite as sqlite_store
 
     monkeypatch.setattr(sqlite_store, "MAX_TYPED_INDEXES", 1)
+    monkeypatch.setattr(sqlite_store, "MAX_RANGE_INDEXES", 2)
     store = SqliteStore(str(tmp_path / "s.sqlite3"))
     try:
         entities = await seed(store, 400, random.Random(3))
         await check_all(store, entities)
         typed = store._tenants[""].typed
         assert sum(len(per) for per in typed.values()) == 1  # one pair indexed, the others scanned
+        assert sum(len(per) for per in store._tenants[""].ranges.values()) == 2
     finally:
         await store.close()
