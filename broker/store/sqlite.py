@@ -249,19 +249,8 @@ class _Tenant:
         self._typed_count = 0
 
     def _index(self, entity: Doc, add: bool) -> None:
+        """Add an entity to the equality indexes, or remove it."""
         eid = entity["id"]
-        for scope in ("", *entity.get("type", ())):
-            per = self.ranges.get(scope)
-            if per is None:
-                continue
-            for attr, ordered in per.items():
-                numbers = _numbers(entity, attr)
-                for n in numbers:
-                    if add:
-                        ordered.add((n, eid))
-                    else:
-                        ordered.discard((n, eid))
-                _set_bounds(self.bounds[scope][attr], eid, numbers if add else None)
         for attr, index in self.values.items():
             for key in _entity_keys(entity, attr):
                 if add:
@@ -274,34 +263,13 @@ class _Tenant:
                             del index[key]
 
     def _reindex(self, old: Doc, new: Doc) -> None:
-        """Move an updated entity in the indexes of the attributes whose instances changed. Writes share
-        the instances they do not touch (``frame_copy``/``attr_copy``), so an attribute whose
-        instances are the same objects is skipped: a PATCH of one attribute re-keys that one only."""
+        """Move an updated entity in the equality indexes of the attributes whose instances changed.
+        Writes share the instances they do not touch (``frame_copy``/``attr_copy``), so an attribute
+        whose instances are the same objects is skipped: a PATCH of one attribute re-keys that one only."""
         eid = new["id"]
         old_attrs, new_attrs = old.get("attrs", {}), new.get("attrs", {})
-
-        def same(attr: str) -> bool:
-            return _same_keys(old_attrs.get(attr), new_attrs.get(attr))
-
-        old_types, new_types = old.get("type", ()), new.get("type", ())
-        for scope in dict.fromkeys(("", *old_types, *new_types)):
-            per = self.ranges.get(scope)
-            if per is None:
-                continue
-            was = not scope or scope in old_types
-            now = not scope or scope in new_types
-            for attr, ordered in per.items():
-                if was and now and same(attr):
-                    continue
-                before = _numbers(old, attr) if was else set()
-                after = _numbers(new, attr) if now else set()
-                for n in before - after:
-                    ordered.discard((n, eid))
-                for n in after - before:
-                    ordered.add((n, eid))
-                _set_bounds(self.bounds[scope][attr], eid, after)
         for attr, index in self.values.items():
-            if same(attr):
+            if _same_keys(old_attrs.get(attr), new_attrs.get(attr)):
                 continue
             before_keys, after_keys = _entity_keys(old, attr), _entity_keys(new, attr)
             for key in before_keys - after_keys:
@@ -312,6 +280,32 @@ class _Tenant:
                         del index[key]
             for key in after_keys - before_keys:
                 index.setdefault(key, set()).add(eid)
+
+    def _range_write(self, old: Doc | None, new: Doc | None) -> None:
+        """Keep the ordered indexes current (``old`` None: a new entity; ``new`` None: a removed one): in
+        each scope the entity is in before or after the write, its numbers on an indexed attribute
+        leave and join, unless that attribute's instances are unchanged (as in ``_reindex``)."""
+        eid = (new if new is not None else old)["id"]  # type: ignore[index]
+        old_types = old.get("type", ()) if old is not None else ()
+        new_types = new.get("type", ()) if new is not None else ()
+        old_attrs = old.get("attrs", {}) if old is not None else {}
+        new_attrs = new.get("attrs", {}) if new is not None else {}
+        for scope in dict.fromkeys(("", *old_types, *new_types)):
+            per = self.ranges.get(scope)
+            if per is None:
+                continue
+            was = old is not None and (not scope or scope in old_types)
+            now = new is not None and (not scope or scope in new_types)
+            for attr, ordered in per.items():
+                if was and now and _same_keys(old_attrs.get(attr), new_attrs.get(attr)):
+                    continue
+                before = _numbers(old, attr) if was else set()  # type: ignore[arg-type]
+                after = _numbers(new, attr) if now else set()  # type: ignore[arg-type]
+                for n in before - after:
+                    ordered.discard((n, eid))
+                for n in after - before:
+                    ordered.add((n, eid))
+                _set_bounds(self.bounds[scope][attr], eid, after)
 
     def _typed_write(self, old: Doc | None, new: Doc | None) -> None:
         """Keep the per-type equality indexes current: under each indexed type, an entity leaves the
@@ -418,8 +412,10 @@ class _Tenant:
         return False
 
     def add(self, entity: Doc) -> None:
-        if self.values or self.ranges:
+        if self.values:
             self._index(entity, True)
+        if self.ranges:
+            self._range_write(None, entity)
         if self.typed:
             self._typed_write(None, entity)
         if not self._append(self.entities, "", entity):
@@ -431,8 +427,10 @@ class _Tenant:
     def remove(self, entity_id: str) -> Doc | None:
         old = self.entities.pop(entity_id, None)
         if old is not None:
-            if self.values or self.ranges:
+            if self.values:
                 self._index(old, False)
+            if self.ranges:
+                self._range_write(old, None)
             if self.typed:
                 self._typed_write(old, None)
             for t in old.get("type", ()):
@@ -448,8 +446,10 @@ class _Tenant:
     def replace(self, entity: Doc) -> None:
         """Keep the entity's place in query order while its types may change."""
         old = self.entities[entity["id"]]
-        if self.values or self.ranges:
+        if self.values:
             self._reindex(old, entity)
+        if self.ranges:
+            self._range_write(old, entity)
         if self.typed:
             self._typed_write(old, entity)
         for t in old.get("type", ()):
