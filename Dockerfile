@@ -1,7 +1,9 @@
 # Slim image: the broker and the IoT agents in one process, running as a non-root user.
 FROM python:3.11-slim AS build
+# a C compiler lets the install compile the expansion module with mypyc (setup.py); the final image needs none
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY broker ./broker
 COPY agents ./agents
 COPY models ./models

@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: run test install services lint bench clean
 
-$(STAMP): pyproject.toml
+# setup.py compiles broker/native.py's NATIVE modules (mypyc): an edit to one of them reinstalls
+$(STAMP): pyproject.toml setup.py broker/native.py broker/entities/expand.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from . import native
 from .api import batch as batch_api
 from .api import contexts as contexts_api
 from .api import discovery as discovery_api
@@ -101,6 +102,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         await store.start()
         await resolver.start(StoreContextPersistence(store))
         log.info("store ready", extra={"fields": await store.describe()})
+        log.info("modules", extra={"fields": dict(native.STATUS)})  # compiled or interpreted (native.py)
         await app[SUBSCRIPTIONS].start()
         outbox.start()
         await app[DELIVERY].start()

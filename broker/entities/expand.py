@@ -133,7 +133,7 @@ def _depth(value: Any, limit: int = MAX_DEPTH) -> None:
         if type(value) is int:
             _check_int(value)
         return
-    stack = [(value, 0)]
+    stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         v, d = stack.pop()
         if d > limit:
@@ -496,7 +496,7 @@ class Expander:
             if type(raw) is dict and key in _VALID_NAMES:  # the usual attribute, without attribute()
                 iri = known(key)
                 inst = plain(raw) if iri is not None else None
-                if inst is not None:
+                if inst is not None and iri is not None:
                     if iri in attrs:
                         raise BadRequestData(f"Attribute {key} given twice")
                     attrs[iri] = [inst]

@@ -1,0 +1,154 @@
+"""The compiled expansion module (mypyc, ``broker/native.py``) must behave exactly as its source.
+
+mypyc checks type annotations at run time, so an annotation that does not hold for some input would
+turn a 400 into a crash in the compiled build only: generated entity bodies, valid and hostile, go
+through both the compiled module and its source loaded beside it, and must give the same stored
+entity (member order included) or the same NGSI-LD error. The stale-module guard is tested on a
+throw-away package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import broker.entities.expand as expand
+from broker import native
+from broker.errors import NgsiLdError
+from broker.jsonld.termmap import TermMap
+from tests.entities.test_plain_instance import members, scalars, values
+
+V = "https://uri.etsi.org/ngsi-ld/default-context/"
+NOW = "2024-01-01T00:00:00.000Z"
+TM = TermMap(b"t", None, {"name": {"@id": "https://schema.org/name"}}, V)
+COMPILED = native.STATUS.get("broker.entities.expand") == "compiled"
+
+
+def _source_module() -> ModuleType:
+    """broker/entities/expand.py itself, under another name (the compiled module keeps its own)."""
+    name = "broker.entities._expand_source"
+    if name not in sys.modules:
+        loader = importlib.machinery.SourceFileLoader(name, str(Path(expand.__file__).with_name("expand.py")))
+        module = ModuleType(name)
+        module.__file__ = loader.path
+        module.__package__ = "broker.entities"
+        sys.modules[name] = module
+        loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_a_c_compiler_means_a_compiled_expansion_module() -> None:
+    """``make install`` compiles where it can: with a C compiler (as in CI) the fast path must be there,
+    so the benchmark measures what users run."""
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler: the package runs as pure Python here")
+    assert native.STATUS["broker.entities.expand"] == "compiled", native.STATUS
+    assert Path(expand.__file__).suffix == ".so"
+
+
+names = st.sampled_from(["name", "temperature", "ns:thing", "https://example.org/p", "bad name", "@id",
+                         "a=b", "", "type", "location"])
+attributes = st.one_of(members, st.lists(members, max_size=3), scalars, values)
+bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.sampled_from(["urn:ngsi-ld:Thing:1", "not a uri", 7, None, ["urn:a:b"]]),
+        "type": st.one_of(st.sampled_from(["Thing", "type", "bad type", "", "https://ex.org/T", 3]),
+                          st.lists(st.sampled_from(["Thing", "Other", "@id"]), max_size=3)),
+        "scope": st.sampled_from(["/a/b", "no-slash", ["/x", "/x"], 4, expand.NGSILD_NULL]),
+        "@context": st.just("https://example.org/ctx.jsonld"),
+    },
+).flatmap(lambda base: st.dictionaries(names, attributes, max_size=4).map(lambda attrs: {**base, **attrs}))
+
+
+def _outcome(module: ModuleType, op: str, body: Any, allow_null: bool, partial: bool) -> Any:
+    x = module.Expander(TM, NOW, allow_null=allow_null, partial=partial)
+    try:
+        out = x.entity(body) if op == "entity" else x.fragment(body)
+    except NgsiLdError as err:  # anything else is a crash, and fails the test
+        return type(err), str(err)
+    return out, repr(out)  # repr: member order too
+
+
+@pytest.mark.skipif(not COMPILED, reason="the expansion module is not compiled in this install")
+@settings(max_examples=800, deadline=None)
+@given(body=st.one_of(bodies, st.lists(bodies, max_size=1), scalars), op=st.sampled_from(["entity", "fragment"]),
+       allow_null=st.booleans(), partial=st.booleans())
+def test_compiled_expansion_agrees_with_its_source(body: Any, op: str, allow_null: bool, partial: bool) -> None:
+    assert _outcome(expand, op, body, allow_null, partial) == _outcome(_source_module(), op, body, allow_null,
+                                                                         partial)
+
+
+# ---------------------------------------------------------------- the stale-module guard
+def _package(tmp_path: Path, name: str) -> Path:
+    pkg = tmp_path / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "mod.py").write_text("WHERE = 'source'\n")
+    # stands for the extension file: the guard only looks at it (a real one would be imported instead)
+    (pkg / ("mod" + importlib.machinery.EXTENSION_SUFFIXES[0])).write_bytes(b"")
+    return pkg
+
+
+@pytest.fixture
+def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    name = f"native_guard_{tmp_path.name.replace('-', '_')}"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(native.PURE_ENV, raising=False)
+    yield name, _package(tmp_path, name)
+    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        del sys.modules[key]
+    native.STATUS.pop(f"{name}.mod", None)
+
+
+def _record(pkg: Path, text: str | None = None) -> None:
+    digest = text or hashlib.sha256((pkg / "mod.py").read_bytes()).hexdigest()
+    (pkg / ("mod" + native.HASH_SUFFIX)).write_text(digest + "\n")
+
+
+def test_a_compiled_module_built_from_this_source_is_left_to_import(package: tuple[str, Path]) -> None:
+    name, pkg = package
+    _record(pkg)
+    native.prefer_fresh((f"{name}.mod",), pkg)
+    assert native.STATUS[f"{name}.mod"] == "compiled"
+    assert f"{name}.mod" not in sys.modules  # nothing loaded: the normal import takes the compiled one
+
+
+@pytest.mark.parametrize("recorded", ["other", None])
+def test_a_stale_or_unrecorded_compiled_module_gives_way_to_the_source(package: tuple[str, Path],
+                                                                      recorded: str | None) -> None:
+    name, pkg = package
+    if recorded:
+        _record(pkg, "0" * 64)  # compiled from some earlier source
+    native.prefer_fresh((f"{name}.mod",), pkg)
+    module = sys.modules[f"{name}.mod"]
+    assert module.WHERE == "source" and module.__file__ == str(pkg / "mod.py")
+    assert sys.modules[name].mod is module
+    assert native.STATUS[f"{name}.mod"].startswith("interpreted (the compiled module is older")
+
+
+def test_the_environment_can_ask_for_the_source(package: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    name, pkg = package
+    _record(pkg)
+    monkeypatch.setenv(native.PURE_ENV, "1")
+    native.prefer_fresh((f"{name}.mod",), pkg)
+    assert sys.modules[f"{name}.mod"].WHERE == "source"
+    assert native.STATUS[f"{name}.mod"] == f"interpreted ({native.PURE_ENV} is set)"
+
+
+def test_without_a_compiled_module_nothing_is_loaded(package: tuple[str, Path]) -> None:
+    name, pkg = package
+    (pkg / ("mod" + importlib.machinery.EXTENSION_SUFFIXES[0])).unlink()
+    native.prefer_fresh((f"{name}.mod",), pkg)
+    assert native.STATUS[f"{name}.mod"] == "interpreted"
+    assert f"{name}.mod" not in sys.modules
