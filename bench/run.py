@@ -162,7 +162,11 @@ def machine_facts() -> dict[str, Any]:
         kb = int(Path("/proc/meminfo").read_text().split()[1])
         mem = f"{kb / 1048576:.1f} GiB"
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory": mem, "kernel": platform.release(),
+    # compiled (mypyc) or interpreted, as the broker process will import them (broker/native.py)
+    native = subprocess.run([sys.executable, "-c", "import json, broker.native as n; print(json.dumps(n.STATUS))"],
+                            cwd=ROOT, capture_output=True, text=True)
+    return {"broker_modules": json.loads(native.stdout) if native.returncode == 0 else native.stderr.strip(),
+            "cpu": cpu, "cores": os.cpu_count(), "memory": mem, "kernel": platform.release(),
             "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
             "wrk": (wrk.stdout or wrk.stderr).splitlines()[0].strip() if (wrk.stdout or wrk.stderr) else "?"}
 
@@ -647,7 +651,8 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines = [
         f"Last full run: **{m['date']}**, git `{m['git']}`, {m['machine']['cpu']} × {m['machine']['cores']} cores, "
         f"{m['machine']['memory']}, Python {m['machine']['python']}, SQLite {m['machine']['sqlite']}, "
-        f"{m['machine']['wrk']}{', ' + m['ferretdb'] if m.get('ferretdb') else ''}.",
+        f"{m['machine']['wrk']}{', ' + m['ferretdb'] if m.get('ferretdb') else ''}; broker modules: "
+        f"{m['machine'].get('broker_modules', '(not recorded)')}.",
         f"Broker on CPU {BROKER_CPU}, wrk (`-t1 -c{m['connections']}`) on CPU {LOAD_CPU}; {m['rounds']} interleaved "
         f"rounds of {m['duration']} s after a {m['warmup']} s warm-up; median of rounds (min–max). "
         f"Load average before/after: {m['load_before']} / {m['load_after']}. "

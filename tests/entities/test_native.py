@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.machinery
+import os
 import shutil
 import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -49,9 +51,13 @@ def _source_module() -> ModuleType:
 
 def test_a_c_compiler_means_a_compiled_expansion_module() -> None:
     """``make install`` compiles where it can: with a C compiler (as in CI) the fast path must be there,
-    so the benchmark measures what users run."""
+    so the benchmark measures what users run (and an install whose compile broke is noticed)."""
     if not (shutil.which("cc") or shutil.which("gcc")):
         pytest.skip("no C compiler: the package runs as pure Python here")
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        pytest.skip("no Python headers: the package runs as pure Python here")
+    if os.environ.get(native.PURE_ENV):
+        pytest.skip(f"{native.PURE_ENV} is set")
     assert native.STATUS["broker.entities.expand"] == "compiled", native.STATUS
     assert Path(expand.__file__).suffix == ".so"
 
