@@ -80,7 +80,7 @@ def prefer_fresh(names: tuple[str, ...] = NATIVE, package_dir: Path | None = Non
         if os.environ.get(PURE_ENV):
             reason = f"{PURE_ENV} is set"
         elif not recorded.exists() or recorded.read_text().strip() != _digest(src):
-            reason = "the compiled module is older than its source: reinstall (make install) to rebuild it"
+            reason = "the compiled module was built from another version of its source: make install rebuilds it"
         else:
             STATUS[name] = "compiled"
             continue
