@@ -40,12 +40,7 @@ def _source_module() -> ModuleType:
     """broker/entities/expand.py itself, under another name (the compiled module keeps its own)."""
     name = "broker.entities._expand_source"
     if name not in sys.modules:
-        loader = importlib.machinery.SourceFileLoader(name, str(Path(expand.__file__).with_name("expand.py")))
-        module = ModuleType(name)
-        module.__file__ = loader.path
-        module.__package__ = "broker.entities"
-        sys.modules[name] = module
-        loader.exec_module(module)
+        native._load_source(name, Path(expand.__file__).with_name("expand.py"))
     return sys.modules[name]
 
 
