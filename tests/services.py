@@ -11,6 +11,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,14 @@ def wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str, timeou
         except OSError:
             time.sleep(0.1)
     raise ServiceError(f"{what} did not open 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def start_broker(port: int, store_args: list[str]) -> subprocess.Popen[bytes]:
+    """The real broker process (``python -m broker``, agents and MQTT off) on ``port``."""
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port),
+           "--agents", "false", "--mqtt-url", "off", "--log-format", "text", *store_args]
+    return subprocess.Popen(cmd, cwd=root, env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def find_ferretdb() -> str:

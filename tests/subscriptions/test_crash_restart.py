@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.services import free_port, wait_port
+from tests.services import free_port, start_broker, wait_port
 from tests.subscriptions.receiver import Receiver
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _start(port: int, store_args: list[str]) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--agents", "false",
-           "--mqtt-url", "off", "--log-format", "text", *store_args]
-    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 async def _post(url: str, body: dict) -> int:  # type: ignore[type-arg]
@@ -39,7 +28,7 @@ async def test_notification_survives_sigkill(backend: str, services, tmp_path: P
     port = free_port()
     receiver = Receiver()  # down: the broker cannot deliver
     base = f"http://127.0.0.1:{port}/ngsi-ld/v1"
-    proc = _start(port, store_args)
+    proc = start_broker(port, store_args)
     try:
         await asyncio.to_thread(wait_port, port, proc, "broker", 30)
         sub = {"type": "Subscription", "entities": [{"type": "Room"}],
@@ -51,7 +40,7 @@ async def test_notification_survives_sigkill(backend: str, services, tmp_path: P
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=20)
     await receiver.start()
-    proc = _start(port, store_args)
+    proc = start_broker(port, store_args)
     try:
         got = await receiver.next(timeout=30)
         assert got["body"]["data"][0]["id"] == "urn:ngsi-ld:Room:crash"
