@@ -1,0 +1,46 @@
+"""The install without a C compiler: mypyc's compile step fails, and the wheel is the pure-Python
+package, which imports and runs its source (with a compiler, the CI install itself is the test:
+``tests/entities/test_native.py`` demands the compiled module there)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from broker import native
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_without_a_c_compiler_the_wheel_is_pure_python(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    skip = shutil.ignore_patterns("*.so", f"*{native.HASH_SUFFIX}", "__pycache__")
+    for package in ("broker", "agents", "models"):
+        shutil.copytree(ROOT / package, src / package, ignore=skip)
+    env = {k: v for k, v in os.environ.items() if k != native.PURE_ENV}
+    env["CC"] = "/bin/false"  # a compiler that fails every call
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "dist"), str(src)],
+                           env=env, capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    assert "warning: compiling failed" in build.stdout + build.stderr  # mypyc ran; the C compile failed
+    wheel = next((tmp_path / "dist").glob("ngsild_broker-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "broker/entities/expand.py" in names
+    assert not [n for n in names if n.endswith((".so", native.HASH_SUFFIX))], names
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, timeout=300)
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import broker.native as n, broker.entities.expand as e;"
+             " print(n.STATUS['broker.entities.expand'], e.__file__)")
+    out = subprocess.run([sys.executable, "-c", probe, str(target)], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60, check=True).stdout.split()
+    assert out == ["interpreted", str(target / "broker" / "entities" / "expand.py")]
