@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,32 @@ def start_broker(port: int, store_args: list[str]) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port),
            "--agents", "false", "--mqtt-url", "off", "--log-format", "text", *store_args]
     return subprocess.Popen(cmd, cwd=root, env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def broker_store_args(backend: str, mongodb_url: str, tmp_path: Path) -> list[str]:
+    """``start_broker`` arguments for a fresh store: a SQLite file in ``tmp_path`` or a new database."""
+    if backend == "sqlite":
+        return ["--sqlite-path", str(tmp_path / "broker.sqlite3")]
+    return ["--mongodb-url", mongodb_url, "--mongodb-db", "k" + uuid.uuid4().hex[:10]]
+
+
+def stop_broker(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Ctrl-C, as an operator would: the broker must exit cleanly (code 0)."""
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
+
+
+async def drop_broker_store(store_args: list[str]) -> None:
+    """Remove what a test's broker wrote to MongoDB (a SQLite file goes with ``tmp_path``)."""
+    if "--mongodb-url" not in store_args:
+        return
+    from broker.store.mongo import MongoStore
+
+    store = MongoStore(store_args[store_args.index("--mongodb-url") + 1], store_args[-1])
+    for tenant in await store.tenants():
+        await store.drop_tenant(tenant)
+    await store.close()
 
 
 def find_ferretdb() -> str:

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.services import free_port, start_broker, wait_port
+from tests.services import (
+    broker_store_args,
+    drop_broker_store,
+    free_port,
+    start_broker,
+    stop_broker,
+    wait_port,
+)
 
 CTYPE = {"Content-Type": "application/json"}
 ATTRS = ("a", "b", "c", "d")  # every write sets all four to the same number
@@ -88,10 +94,7 @@ async def _all(base: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("backend", ["sqlite", "mongo"])
 async def test_acknowledged_writes_survive_sigkill_and_none_is_half_written(
         backend: str, services, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    if backend == "sqlite":
-        store_args = ["--sqlite-path", str(tmp_path / "broker.sqlite3")]
-    else:
-        store_args = ["--mongodb-url", services.mongodb_url, "--mongodb-db", "k" + uuid.uuid4().hex[:10]]
+    store_args = broker_store_args(backend, services.mongodb_url, tmp_path)
     port = free_port()
     base = f"http://127.0.0.1:{port}/ngsi-ld/v1"
     acked = Acked()
@@ -127,13 +130,5 @@ async def test_acknowledged_writes_survive_sigkill_and_none_is_half_written(
         older = {eid: (stored[eid]["a"], n) for eid, n in acked.values.items() if stored[eid]["a"] < n}
         assert not older, f"acknowledged values rolled back: {list(older.items())[:3]}"
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
-    if backend == "mongo":
-        from broker.store.mongo import MongoStore
-
-        store = MongoStore(services.mongodb_url, store_args[-1])
-        for tenant in await store.tenants():
-            await store.drop_tenant(tenant)
-        await store.close()
+        stop_broker(proc, timeout=30)
+    await drop_broker_store(store_args)

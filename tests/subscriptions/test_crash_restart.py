@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import uuid
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.services import free_port, start_broker, wait_port
+from tests.services import (
+    broker_store_args,
+    drop_broker_store,
+    free_port,
+    start_broker,
+    stop_broker,
+    wait_port,
+)
 from tests.subscriptions.receiver import Receiver
 
 
@@ -21,10 +27,7 @@ async def _post(url: str, body: dict) -> int:  # type: ignore[type-arg]
 
 @pytest.mark.parametrize("backend", ["sqlite", "mongo"])
 async def test_notification_survives_sigkill(backend: str, services, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    if backend == "sqlite":
-        store_args = ["--sqlite-path", str(tmp_path / "broker.sqlite3")]
-    else:
-        store_args = ["--mongodb-url", services.mongodb_url, "--mongodb-db", "k" + uuid.uuid4().hex[:10]]
+    store_args = broker_store_args(backend, services.mongodb_url, tmp_path)
     port = free_port()
     receiver = Receiver()  # down: the broker cannot deliver
     base = f"http://127.0.0.1:{port}/ngsi-ld/v1"
@@ -47,13 +50,5 @@ async def test_notification_survives_sigkill(backend: str, services, tmp_path: P
         assert got["body"]["data"][0]["t"]["value"] == 7
     finally:
         await receiver.stop()
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=20)
-        assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
-    if backend == "mongo":
-        from broker.store.mongo import MongoStore
-
-        store = MongoStore(services.mongodb_url, store_args[-1])
-        for tenant in await store.tenants():
-            await store.drop_tenant(tenant)
-        await store.close()
+        stop_broker(proc, timeout=20)
+    await drop_broker_store(store_args)
