@@ -1,5 +1,5 @@
-"""The install without a C compiler: mypyc's compile step fails, and the wheel is the pure-Python
-package, which imports and runs its source (with a compiler, the CI install itself is the test:
+"""The install without a working C compiler: mypyc's compile step fails (at once, or half-way), and
+the wheel is the pure-Python package, which imports and runs its source (with a compiler, the CI install itself is the test:
 ``tests/entities/test_native.py`` demands the compiled module there)."""
 
 from __future__ import annotations
@@ -11,12 +11,27 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from broker import native
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_without_a_c_compiler_the_wheel_is_pure_python(tmp_path: Path) -> None:
+def _half_compiler(tmp_path: Path) -> str:
+    """A compiler that builds mypyc's shared library but fails on the module's own shim (built after
+    it): a half-built set, whose leftover library must not reach the wheel."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.skip("no C compiler to fail half-way")
+    script = tmp_path / "half-cc"
+    script.write_text(f'#!/bin/sh\ncase "$*" in *entities/expand.c*) exit 1;; esac\nexec {gcc} "$@"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.parametrize("compiler", ["failing", "half-failing"])
+def test_without_a_working_c_compiler_the_wheel_is_pure_python(tmp_path: Path, compiler: str) -> None:
     src = tmp_path / "src"
     src.mkdir()
     for name in ("setup.py", "pyproject.toml", "README.md"):
@@ -25,7 +40,7 @@ def test_without_a_c_compiler_the_wheel_is_pure_python(tmp_path: Path) -> None:
     for package in ("broker", "agents", "models"):
         shutil.copytree(ROOT / package, src / package, ignore=skip)
     env = {k: v for k, v in os.environ.items() if k != native.PURE_ENV}
-    env["CC"] = "/bin/false"  # a compiler that fails every call
+    env["CC"] = "/bin/false" if compiler == "failing" else _half_compiler(tmp_path)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation",
                             "-w", str(tmp_path / "dist"), str(src)],
                            env=env, capture_output=True, text=True, timeout=900)

@@ -123,8 +123,8 @@ async def test_acknowledged_writes_survive_sigkill_and_none_is_half_written(
         await asyncio.to_thread(wait_port, port, proc, "broker", 60)
         stored = {e["id"]: e for e in await _all(base)}
         for entity in stored.values():  # acknowledged or not: one write's attributes, all of them
-            assert {entity[a] for a in ATTRS if a in entity} == {entity["a"]}, entity
             assert all(a in entity for a in ATTRS), entity
+            assert {entity[a] for a in ATTRS} == {entity["a"]}, entity
         missing = [eid for eid in acked.values if eid not in stored]
         assert not missing, f"{len(missing)} acknowledged entities lost, e.g. {missing[:3]}"
         older = {eid: (stored[eid]["a"], n) for eid, n in acked.values.items() if stored[eid]["a"] < n}
