@@ -295,6 +295,8 @@ def match_entity(query: EntityQuery, entity: Entity) -> bool:
             return False
     if query.types is not None and not match_types(query.types, entity):
         return False
+    if query.any_of is not None and not any(match_entity(alt, entity) for alt in query.any_of):
+        return False
     if query.attrs is not None and not any(_instances(entity, a) for a in query.attrs):
         return False
     if query.q is not None and not match_q(query.q, entity):
@@ -308,6 +310,6 @@ def entity_matcher(query: EntityQuery) -> Callable[[Entity], bool]:
     """``match_entity`` bound to one query, for scans: when q is the only criterion left (the store's
     type index already holds the type), the compiled q itself, without the per-entity dispatch."""
     if (query.q is not None and query.ids is None and query.id_pattern is None and query.types is None
-            and query.attrs is None and query.scope_q is None and query.geo_q is None):
+            and query.any_of is None and query.attrs is None and query.scope_q is None and query.geo_q is None):
         return compile_q(query.q)
     return lambda entity: match_entity(query, entity)

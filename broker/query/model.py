@@ -12,6 +12,9 @@ class EntityQuery:
 
     ``types``, ``q``, ``scope_q`` and ``geo_q`` hold AST nodes from ``broker.query.ast``.
     ``attrs`` filters entities to those having at least one of the listed attributes.
+    ``any_of`` holds entity selectors (queries with only ``ids``, ``id_pattern`` and ``types``) of
+    which an entity must meet at least one: a POST Query's several ``entities`` that no single
+    selector can express.
     """
 
     ids: list[str] | None = None
@@ -21,6 +24,7 @@ class EntityQuery:
     q: Any = None
     scope_q: Any = None
     geo_q: Any = None
+    any_of: list[EntityQuery] | None = None
     limit: int = 20
     offset: int = 0
     count: bool = False

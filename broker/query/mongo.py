@@ -286,6 +286,9 @@ def compile_entity_query(query: EntityQuery) -> tuple[dict, bool]:
         parts.append(({"_id": {"$regex": portable}}, True) if portable is not None else ({}, False))
     if query.types is not None:
         parts.append((compile_types(query.types), True))
+    if query.any_of is not None:
+        alternatives = [compile_entity_query(alt) for alt in query.any_of]
+        parts.append(_or(alternatives) if alternatives else ({"_id": {"$in": []}}, True))
     if query.attrs is not None:
         parts.append(({"attrNames": {"$in": list(query.attrs)}}, True))
     if query.q is not None:

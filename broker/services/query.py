@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..entities.expand import check_entity_id, check_name, is_uri
 from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, Renderer, RenderOptions
-from ..errors import BadRequestData, InvalidRequest, OperationNotSupported, ResourceNotFound, TooManyResults
+from ..errors import BadRequestData, InvalidRequest, ResourceNotFound, TooManyResults
 from ..jsonld.termmap import TermMap
 from ..query.ast import DEFAULT_GEOPROPERTY, Or
 from ..query.evaluator import match_types
@@ -249,7 +249,9 @@ def _selector(ids: Any, id_pattern: Any, type_expr: Any, tm: TermMap) -> Selecto
 
 
 def apply_selectors(query: EntityQuery, selectors: list[Selector]) -> None:
-    """Put the selectors into ``query`` when they combine exactly; several with ids stay for the service."""
+    """Put the selectors into ``query``: merged into its ids, idPattern or types where they combine
+    exactly (which the stores' indexes serve), else as ``any_of`` alternatives; several id selectors
+    stay for ``QueryService.resolve_selectors``."""
     if not selectors:
         return
     if len(selectors) == 1:
@@ -267,8 +269,8 @@ def apply_selectors(query: EntityQuery, selectors: list[Selector]) -> None:
         compile_regex(query.id_pattern)
         query.types = selectors[0].types
         return
-    raise OperationNotSupported("Several entity selectors mixing id, idPattern and different types "
-                                "are not supported; send one query per selector")
+    # any other mix: each selector stays whole, an entity must meet one of them (clause 5.7.2)
+    query.any_of = [EntityQuery(ids=s.ids, id_pattern=s.id_pattern, types=s.types) for s in selectors]
 
 
 def _finish(spec: QuerySpec, what: str, *, by_selector: bool) -> None:

@@ -264,12 +264,47 @@ async def test_post_query(client: TestClient) -> None:
         await problem(await post(body), 400, "BadRequestData")
     await problem(await post({"type": "Query", "entities": [{"type": "Room"}]}, "?limit=5000"), 403,
                   "TooManyResults")
-    mixed = {"type": "Query", "entities": [{"idPattern": "a.*", "type": "Room"}, {"type": "Sensor"}]}
-    await problem(await post(mixed), 422, "OperationNotSupported")
     resp = await client.post(POST_URL, data=b"{", headers=JSON_CT)
     await problem(resp, 400, "InvalidRequest")
     resp = await client.post(POST_URL, data=b"{}", headers={"Content-Type": "text/plain"})
     await problem(resp, 415, "UnsupportedMediaType")
+
+
+async def test_post_query_several_selectors(client: TestClient) -> None:
+    """Several EntitySelectors (clause 5.7.2): an entity matches when it meets one of them whole
+    (its id, idPattern and type together), then q, attrs, paging and count apply to the union."""
+    await seed(client)
+
+    async def post(body: Any, query: str = "") -> Any:
+        return await client.post(f"{POST_URL}{query}", data=orjson.dumps(body), headers=JSON_CT)
+
+    async def post_ids(entities: list[dict[str, str]], query: str = "", **members: Any) -> list[str]:
+        resp = await post({"type": "Query", "entities": entities, **members}, query)
+        assert resp.status == 200, await resp.text()
+        return [e["id"] for e in await resp.json()]
+
+    pattern_or_type = [{"idPattern": ".*:00[12]", "type": "Room"}, {"type": "Sensor"}]
+    assert await post_ids(pattern_or_type) == ["urn:ngsi-ld:Room:001", "urn:ngsi-ld:Room:002",
+                                               "urn:ngsi-ld:Sensor:1"]
+    assert await post_ids(pattern_or_type, q="temperature>22") == ["urn:ngsi-ld:Room:002", "urn:ngsi-ld:Sensor:1"]
+    assert await post_ids([{"id": "urn:ngsi-ld:Room:000"}, {"idPattern": ".*Sensor.*"}]) == [
+        "urn:ngsi-ld:Room:000", "urn:ngsi-ld:Sensor:1"]
+    # each selector holds whole: an id under the wrong type, a pattern under the wrong type
+    assert await post_ids([{"id": "urn:ngsi-ld:Room:000", "type": "Sensor"},
+                           {"idPattern": ".*Sensor.*", "type": "Room"}]) == []
+    assert await post_ids([{"idPattern": ".*:A", "type": "Building"}, {"idPattern": ".*:000", "type": "Room"}]) == [
+        "urn:ngsi-ld:Room:000", "urn:ngsi-ld:Building:A"]  # the query order (creation), not the selectors'
+
+    assert await post_ids([{"idPattern": ".*:A", "type": "Building"}, {"type": "Sensor"}],
+                          attrs=["temperature"]) == ["urn:ngsi-ld:Sensor:1"]
+    resp = await post({"type": "Query", "entities": pattern_or_type}, "?limit=1&offset=1&count=true")
+    assert [e["id"] for e in await resp.json()] == ["urn:ngsi-ld:Room:002"]
+    assert resp.headers["NGSILD-Results-Count"] == "3"
+    assert any('rel="next"' in v and "offset=2" in v for v in resp.headers.getall("Link"))
+    for entities in ([{"idPattern": "(", "type": "Room"}, {"type": "Sensor"}],
+                     [{"id": "not a uri", "type": "Room"}, {"idPattern": ".*"}],
+                     [{"idPattern": ".*", "type": "Room"}, {}]):
+        await problem(await post({"type": "Query", "entities": entities}), 400, "BadRequestData")
 
 
 async def test_purge(client: TestClient) -> None:

@@ -314,8 +314,23 @@ _attr_lists = st.lists(_attr_name, max_size=2)
 
 
 @st.composite
+def _selector(draw: st.DrawFn) -> EntityQuery:
+    """One entity selector of a POST Query's several: ids, idPattern and type, any of them."""
+    sel = EntityQuery()
+    if draw(_one_in_4) == 0:
+        sel.ids = draw(_id_lists)
+    if draw(st.booleans()):
+        sel.id_pattern = draw(_id_patterns)
+    if draw(st.booleans()):
+        sel.types = parse_type_expr(draw(_type_exprs), expand)
+    return sel
+
+
+@st.composite
 def _entity_query(draw: st.DrawFn) -> EntityQuery:
     query = EntityQuery()
+    if draw(_one_in_5) == 0:
+        query.any_of = draw(st.lists(_selector(), max_size=3))
     if draw(_one_in_5) == 0:
         query.ids = draw(_id_lists)
     if draw(_one_in_5) == 0:
@@ -340,5 +355,6 @@ _entity_queries = _entity_query()
 
 
 def entity_queries() -> st.SearchStrategy[EntityQuery]:
-    """Whole EntityQuery objects mixing ids, idPattern, types, attrs, q, scopeQ and geoQ."""
+    """Whole EntityQuery objects mixing ids, idPattern, types, several selectors (``any_of``),
+    attrs, q, scopeQ and geoQ."""
     return _entity_queries

@@ -335,6 +335,15 @@ def test_any_geo_instance_may_match() -> None:
     (EntityQuery(types=parse_type_expr("Asset", expand), q=parse_q("flag==true", expand),
                  scope_q=parse_scope_q("/Berlin")), True),
     (EntityQuery(types=parse_type_expr("Asset", expand), q=parse_q("flag==false", expand)), False),
+    # several selectors: one met whole is enough; a selector's id and type must hold together
+    (EntityQuery(any_of=[EntityQuery(ids=["urn:x"]),
+                         EntityQuery(id_pattern=".*:001", types=parse_type_expr("Asset", expand))]), True),
+    (EntityQuery(any_of=[EntityQuery(ids=["urn:ngsi-ld:Building:001"], types=parse_type_expr("Room", expand)),
+                         EntityQuery(id_pattern=".*:002", types=parse_type_expr("Building", expand))]), False),
+    (EntityQuery(any_of=[EntityQuery(types=parse_type_expr("Room", expand))],
+                 ids=["urn:ngsi-ld:Building:001"]), False),
+    (EntityQuery(any_of=[EntityQuery()], q=parse_q("flag==false", expand)), False),
+    (EntityQuery(any_of=[]), False),
 ])
 def test_match_entity(query: EntityQuery, expected: bool) -> None:
     assert match_entity(query, ENTITY) is expected
