@@ -6,6 +6,7 @@ import yaml
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
+from broker.api.keys import SETTINGS
 from broker.api.openapi import documented_operations, load_document, registered_operations, served_document
 from broker.app import create_app
 from tests import conftest
@@ -56,3 +57,26 @@ async def test_served_documents_list_exactly_the_registered_operations(client: T
     resp = await client.get("/openapi.yaml")
     assert resp.status == 200 and resp.content_type == "application/yaml"
     assert yaml.safe_load(await resp.text()) == served
+
+
+async def test_body_taking_operations_answer_and_document_413_and_415(client: TestClient) -> None:
+    """Every operation with a request body refuses a wrong media type (415) and an oversized body
+    (413), before anything else, and its description says so (API fuzzers check the statuses)."""
+    doc = load_document()
+    limit = client.server.app[SETTINGS].max_body_bytes
+    fill = {"entityId": "urn:ngsi-ld:T:1", "attrId": "a", "subscriptionId": "urn:ngsi-ld:Subscription:1",
+            "contextId": "urn:x:c"}
+    checked = 0
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method == "parameters" or "requestBody" not in op:
+                continue
+            url = path.format(**fill)
+            resp = await client.request(method.upper(), url, data=b"{}", headers={"Content-Type": "text/plain"})
+            assert resp.status == 415, (method, path, resp.status, await resp.text())
+            big = b'{"a": "' + b"x" * limit + b'"}'
+            resp = await client.request(method.upper(), url, data=big, headers={"Content-Type": "application/json"})
+            assert resp.status == 413, (method, path, resp.status)
+            assert {"413", "415"} <= set(op["responses"]), f"{method} {path}"
+            checked += 1
+    assert checked >= 14
