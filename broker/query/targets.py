@@ -34,8 +34,9 @@ def value_paths(path: AttrPath) -> tuple[tuple[RelPath, ...], RelPath | None]:
     prefix = sub_prefix(path)
     if path.member:
         return (prefix + (path.member,),), None
-    if path.keys:
-        return (prefix + ("value",) + path.keys, prefix + ("json",) + path.keys), None
+    if path.keys:  # a compound value's keys; of a LanguageProperty, its language tag (``name[pt]``)
+        return (prefix + ("value",) + path.keys, prefix + ("json",) + path.keys,
+                prefix + (LANGUAGE_MAP,) + path.keys), None
     return tuple(prefix + m for m in VALUE_MEMBERS), prefix + (LANGUAGE_MAP,)
 
 
@@ -46,7 +47,8 @@ def existence_paths(path: AttrPath) -> tuple[RelPath, ...]:
     if path.member:
         return (prefix + (path.member,),)
     if path.keys:
-        return (prefix + ("value",) + path.keys, prefix + ("json",) + path.keys)
+        return (prefix + ("value",) + path.keys, prefix + ("json",) + path.keys,
+                prefix + (LANGUAGE_MAP,) + path.keys)
     return (prefix,) if prefix else ()
 
 

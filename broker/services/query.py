@@ -16,7 +16,7 @@ from ..entities.expand import check_entity_id, check_name, is_uri
 from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, Renderer, RenderOptions
 from ..errors import BadRequestData, InvalidRequest, ResourceNotFound, TooManyResults
 from ..jsonld.termmap import TermMap
-from ..query.ast import DEFAULT_GEOPROPERTY, Or
+from ..query.ast import DEFAULT_GEOPROPERTY, And, Comparison, Or, Value, ValueList
 from ..query.evaluator import match_types
 from ..query.model import EntityQuery
 from ..query.parser import parse_geoq, parse_q, parse_scope_q, parse_type_expr
@@ -60,10 +60,11 @@ QUERY_PARAMS = frozenset({
     "geometryProperty", "lang", "scopeQ", "options", "format", "limit", "offset", "count", "local", "via",
     "datasetId", "pick", "omit", "join", "joinLevel", "containedBy", "entityMap", "orderBy",
     "coords",  # NGSIv2's name for coordinates: Orion-LD takes it, ngsi-go's `list entities --coords` sends it
+    "expandValues",
 })
 PURGE_PARAMS = frozenset({
     "id", "type", "idPattern", "q", "csf", "georel", "geometry", "coordinates", "geoproperty", "scopeQ",
-    "local", "via", "datasetId", "drop", "keep",
+    "local", "via", "datasetId", "drop", "keep", "expandValues",
 })
 
 
@@ -215,6 +216,39 @@ def projections(params: Mapping[str, Any], attrs: list[str] | None) -> tuple[Pro
     return pick, omit
 
 
+def parse_q_param(raw: str, tm: TermMap, expand_values: Any = None) -> Any:
+    """q, with the string literals compared to the ``expandValues`` attributes expanded."""
+    node = parse_q(raw, tm.expand, cache_key=tm)
+    names = split_list(expand_values, "expandValues")
+    if not names:
+        return node
+    iris = frozenset(tm.expand(check_name(n, "expandValues")) for n in names)
+    return expand_values_in(node, iris, tm.expand)
+
+
+def expand_values_in(node: Any, iris: frozenset[str], expand: Any) -> Any:
+    """``expandValues`` (as Orion-LD and Stellio take it): a string compared for (in)equality with one
+    of these attributes is a term of the request's @context, expanded to the IRI it stands for, the
+    way VocabProperty values (``vocab``) are stored; ``cat=="Residential"`` then finds them."""
+    if isinstance(node, (And, Or)):
+        return type(node)(tuple(expand_values_in(n, iris, expand) for n in node.items))
+    if not isinstance(node, Comparison):
+        return node
+    path = node.path
+    if path.attr not in iris or path.subs or path.member is not None or path.keys or node.op not in ("==", "!="):
+        return node  # only the attribute's own value: not a sub-attribute, member or key of it
+
+    def one(v: Value) -> Value:
+        return Value(v.kind, expand(v.value)) if v.kind in ("string", "uri") and isinstance(v.value, str) else v
+
+    operand = node.operand
+    if isinstance(operand, Value):
+        return replace(node, operand=one(operand))
+    if isinstance(operand, ValueList):
+        return replace(node, operand=ValueList(tuple(one(v) for v in operand.items)))
+    return node
+
+
 def geo_query(georel: Any, geometry: Any, coordinates: Any, geoproperty: Any, tm: TermMap) -> Any:
     given = [x is not None and x != "" for x in (georel, geometry, coordinates)]
     if not any(given):
@@ -295,7 +329,7 @@ def from_params(params: Mapping[str, str], tm: TermMap, default_limit: int, max_
     query.attrs = attrs
     q = params.get("q")
     if q is not None:
-        query.q = parse_q(q, tm.expand, cache_key=tm)
+        query.q = parse_q_param(q, tm, params.get("expandValues"))
     scope_q = params.get("scopeQ")
     if scope_q is not None:
         query.scope_q = parse_scope_q(scope_q)
@@ -367,6 +401,7 @@ class QueryBody(BaseModel):
     join: str | None = None
     joinLevel: int | None = None  # noqa: N815
     containedBy: list[str] | str | None = None  # noqa: N815
+    expandValues: list[str] | str | None = None  # noqa: N815
 
     @field_validator("type")
     @classmethod
@@ -406,7 +441,8 @@ def from_body(body: Any, params: Mapping[str, str], tm: TermMap, default_limit: 
     attrs = attr_iris(split_list(parsed.attrs, "attrs"), tm)
     query.attrs = attrs
     if parsed.q is not None:
-        query.q = parse_q(parsed.q, tm.expand, cache_key=tm)
+        expand_values = parsed.expandValues if parsed.expandValues is not None else params.get("expandValues")
+        query.q = parse_q_param(parsed.q, tm, expand_values)
     if parsed.scopeQ is not None:
         query.scope_q = parse_scope_q(parsed.scopeQ)
     if parsed.geoQ is not None:

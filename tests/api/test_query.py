@@ -307,6 +307,64 @@ async def test_post_query_several_selectors(client: TestClient) -> None:
         await problem(await post({"type": "Query", "entities": entities}), 400, "BadRequestData")
 
 
+async def test_language_tags_and_expand_values(client: TestClient) -> None:
+    """``name[pt]`` reads one language of a LanguageProperty; ``expandValues`` expands the strings
+    compared with VocabProperty attributes with the request's @context, as their values are stored."""
+    from urllib.parse import quote
+
+    await create(client, {"id": "urn:ngsi-ld:Bridge:1", "type": "Bridge",
+                          "name": {"type": "LanguageProperty", "languageMap": {"en": "Bridge", "pt": "Ponte"}},
+                          "category": {"type": "VocabProperty", "vocab": ["Residential", "Commercial"]}})
+    await create(client, {"id": "urn:ngsi-ld:Bridge:2", "type": "Bridge",
+                          "name": {"type": "LanguageProperty", "languageMap": {"en": "Ponte"}},
+                          "category": {"type": "VocabProperty", "vocab": "Industrial"}})
+    one, two = "urn:ngsi-ld:Bridge:1", "urn:ngsi-ld:Bridge:2"
+
+    async def q(expr: str, extra: str = "") -> list[str]:
+        return await ids(client, f"type=Bridge&q={quote(expr)}{extra}")
+
+    assert await q('name=="Ponte"') == [one, two]  # any language
+    assert await q('name[pt]=="Ponte"') == [one]
+    assert await q('name[en]=="Ponte"') == [two]
+    assert await q('name[fr]=="Ponte"') == []
+    assert await q("name[pt]") == [one]
+    assert await q('name[pt]~="(?i)^pon"') == [one]
+    assert await q('name[en]!="Bridge"') == [two]
+
+    assert await q('category=="Residential"') == []  # stored as an IRI
+    assert await q('category=="https://uri.etsi.org/ngsi-ld/default-context/Residential"') == [one]
+    assert await q('category=="Residential"', "&expandValues=category") == [one]
+    assert await q("category==Industrial,Commercial", "&expandValues=category") == [one, two]
+    assert await q('category!="Industrial"', "&expandValues=category") == [one]
+    assert await q('category=="Residential";name[pt]=="Ponte"', "&expandValues=name,category") == [one]
+    # only the listed attributes: name's strings stay literal
+    assert await q('name=="Ponte"', "&expandValues=category") == [one, two]
+
+    resp = await client.post(POST_URL, headers=JSON_CT, data=orjson.dumps(
+        {"type": "Query", "entities": [{"type": "Bridge"}], "q": 'category=="Commercial"',
+         "expandValues": ["category"]}))
+    assert resp.status == 200 and [e["id"] for e in await resp.json()] == [one]
+    resp = await client.post(f"{POST_URL}?expandValues=category", headers=JSON_CT, data=orjson.dumps(
+        {"type": "Query", "entities": [{"type": "Bridge"}], "q": 'category=="Industrial"'}))
+    assert resp.status == 200 and [e["id"] for e in await resp.json()] == [two]
+
+    # a term of a user @context expands to its IRI, in the store and in the query
+    ctx = {"@context": [{"Hospital": "https://example.org/ontology#Hospital"}, CORE]}
+    resp = await client.post(URL, headers={"Content-Type": "application/ld+json"}, data=orjson.dumps(
+        {"id": "urn:ngsi-ld:Bridge:3", "type": "Bridge",
+         "category": {"type": "VocabProperty", "vocab": "Hospital"}, **ctx}))
+    assert resp.status == 201, await resp.text()
+    assert await q('category=="https://example.org/ontology#Hospital"') == ["urn:ngsi-ld:Bridge:3"]
+    assert await q('category=="Hospital"', "&expandValues=category") == []  # another term under the core context
+    resp = await client.post(POST_URL, headers={"Content-Type": "application/ld+json"}, data=orjson.dumps(
+        {"type": "Query", "entities": [{"type": "Bridge"}], "q": 'category=="Hospital"',
+         "expandValues": ["category"], **ctx}))
+    assert resp.status == 200 and [e["id"] for e in await resp.json()] == ["urn:ngsi-ld:Bridge:3"]
+
+    await problem(await client.get(f"{URL}?type=Bridge&q=category&expandValues="), 400, "BadRequestData")
+    await problem(await client.get(f"{URL}?type=Bridge&q=category&expandValues=a%20b"), 400, "BadRequestData")
+
+
 async def test_purge(client: TestClient) -> None:
     await seed(client)
     events: list[ChangeEvent] = []
