@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..entities.expand import check_entity_id, check_name, is_uri
 from ..entities.render import CONCISE, NORMALIZED, SIMPLIFIED, Renderer, RenderOptions
-from ..errors import BadRequestData, InvalidRequest, ResourceNotFound, TooManyResults
+from ..errors import BadRequestData, InvalidRequest, OperationNotSupported, ResourceNotFound, TooManyResults
 from ..jsonld.termmap import TermMap
 from ..query.ast import DEFAULT_GEOPROPERTY, And, Comparison, Or, Value, ValueList
 from ..query.evaluator import match_types
@@ -62,6 +62,8 @@ QUERY_PARAMS = frozenset({
     "coords",  # NGSIv2's name for coordinates: Orion-LD takes it, ngsi-go's `list entities --coords` sends it
     "expandValues",
 })
+MAX_MIXED_SELECTORS = 100
+
 PURGE_PARAMS = frozenset({
     "id", "type", "idPattern", "q", "csf", "georel", "geometry", "coordinates", "geoproperty", "scopeQ",
     "local", "via", "datasetId", "drop", "keep", "expandValues",
@@ -304,6 +306,9 @@ def apply_selectors(query: EntityQuery, selectors: list[Selector]) -> None:
         query.types = selectors[0].types
         return
     # any other mix: each selector stays whole, an entity must meet one of them (clause 5.7.2)
+    if len(selectors) > MAX_MIXED_SELECTORS:  # each is tried on every candidate: bound the work
+        raise OperationNotSupported(f"At most {MAX_MIXED_SELECTORS} entity selectors that mix id, idPattern "
+                                    f"and type; got {len(selectors)}")
     query.any_of = [EntityQuery(ids=s.ids, id_pattern=s.id_pattern, types=s.types) for s in selectors]
 
 

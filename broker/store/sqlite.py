@@ -741,6 +741,10 @@ class SqliteStore(Store):
         if query.ids is not None:
             found = [t.entities[i] for i in dict.fromkeys(query.ids) if i in t.entities]
             return sorted(found, key=_order_key), None
+        if query.any_of is not None:
+            union = self._any_of_candidates(t, query.any_of)
+            if union is not None:
+                return union, None
         single = _single_type(query.types)
         scope = t.ordered_type(single) if single is not None else t.ordered()
         members = self._typed_members(t, single, query.q, len(scope)) if single is not None else None
@@ -758,6 +762,21 @@ class SqliteStore(Store):
             ids = sets[0] if len(sets) == 1 else set().union(*sets)
             return sorted((t.entities[i] for i in ids), key=_order_key), None
         return scope.values(), sets  # scan, but skip non-members with a set lookup first
+
+    @staticmethod
+    def _any_of_candidates(t: _Tenant, alternatives: list[EntityQuery]) -> list[Doc] | None:
+        """The entities several selectors can match, in query order, when each names ids or a type
+        (the usual POST query); None when one names neither (only a scan finds its matches)."""
+        found: dict[str, Doc] = {}
+        for alt in alternatives:
+            if alt.ids is not None:
+                found.update((i, t.entities[i]) for i in alt.ids if i in t.entities)
+                continue
+            single = _single_type(alt.types)
+            if single is None:
+                return None
+            found.update(t.by_type.get(single, {}))
+        return sorted(found.values(), key=_order_key)
 
     @staticmethod
     def _typed_members(t: _Tenant, type_iri: str, q: Any, scan_size: int) -> dict[str, None] | None:

@@ -301,6 +301,9 @@ async def test_post_query_several_selectors(client: TestClient) -> None:
     assert [e["id"] for e in await resp.json()] == ["urn:ngsi-ld:Room:002"]
     assert resp.headers["NGSILD-Results-Count"] == "3"
     assert any('rel="next"' in v and "offset=2" in v for v in resp.headers.getall("Link"))
+    many = [{"idPattern": f".*:{n}", "type": "Room"} for n in range(100)] + [{"type": "Sensor"}]
+    await problem(await post({"type": "Query", "entities": many}), 422, "OperationNotSupported")
+    assert len(await post_ids(many[:99] + [{"type": "Sensor"}])) == 1  # 100 are served
     for entities in ([{"idPattern": "(", "type": "Room"}, {"type": "Sensor"}],
                      [{"id": "not a uri", "type": "Room"}, {"idPattern": ".*"}],
                      [{"idPattern": ".*", "type": "Room"}, {}]):
