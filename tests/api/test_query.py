@@ -364,6 +364,19 @@ async def test_language_tags_and_expand_values(client: TestClient) -> None:
          "expandValues": ["category"], **ctx}))
     assert resp.status == 200 and [e["id"] for e in await resp.json()] == ["urn:ngsi-ld:Bridge:3"]
 
+    # past the size where the embedded store answers an equality term from its value index
+    batch = [{"id": f"urn:ngsi-ld:Street:{n}", "type": "Street",
+              "category": {"type": "VocabProperty", "vocab": "Residential" if n % 3 else "Commercial"},
+              "name": {"type": "LanguageProperty", "languageMap": {"pt": f"Rua {n % 2}"}}} for n in range(90)]
+    resp = await client.post("/ngsi-ld/v1/entityOperations/create", data=orjson.dumps(batch), headers=JSON_CT)
+    assert resp.status == 201, await resp.text()
+    for _ in range(2):  # the first query builds the index, the second uses it
+        got = await ids(client, f"type=Street&limit=100&q={quote('category==Commercial')}&expandValues=category")
+        assert got == sorted(f"urn:ngsi-ld:Street:{n}" for n in range(0, 90, 3))
+        rua_1 = quote('name[pt]=="Rua 1"')
+        got = await ids(client, f"type=Street&limit=100&q={rua_1}")
+        assert got == sorted(f"urn:ngsi-ld:Street:{n}" for n in range(1, 90, 2))
+
     await problem(await client.get(f"{URL}?type=Bridge&q=category&expandValues="), 400, "BadRequestData")
     await problem(await client.get(f"{URL}?type=Bridge&q=category&expandValues=a%20b"), 400, "BadRequestData")
 
