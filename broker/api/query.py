@@ -122,6 +122,7 @@ async def query_entities(request: web.Request) -> Reply:
 
 async def post_query(request: web.Request) -> Reply:
     tenant = tenant_of(request)
+    check_query_params(request, QUERY_PARAMS)  # those of GET /entities: paging, options, format, ...
     media = negotiate(request, OFFERED)
     body, context = await read_body(request)
     tm = await term_map(request, context, from_link=False)

@@ -264,6 +264,8 @@ async def test_post_query(client: TestClient) -> None:
         await problem(await post(body), 400, "BadRequestData")
     await problem(await post({"type": "Query", "entities": [{"type": "Room"}]}, "?limit=5000"), 403,
                   "TooManyResults")
+    await problem(await post({"type": "Query", "entities": [{"type": "Room"}]}, "?limit=1&foo=bar"), 400,
+                  "InvalidRequest")  # an unknown URL parameter, as on GET /entities (clause 6.3.20)
     resp = await client.post(POST_URL, data=b"{", headers=JSON_CT)
     await problem(resp, 400, "InvalidRequest")
     resp = await client.post(POST_URL, data=b"{}", headers={"Content-Type": "text/plain"})
