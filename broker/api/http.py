@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from aiohttp import web
@@ -198,13 +199,26 @@ def json_list_response(parts: list[bytes], *, media: str = JSON, tm: TermMap, co
 def check_query_params(request: web.Request, allowed: frozenset[str] | set[str]) -> None:
     """400 InvalidRequest for a query parameter the operation does not define (ETSI 059_01).
 
-    Call it first in a handler, before the body is read, so the parameter error wins."""
+    Call it first in a handler, before the body is read, so the parameter error wins. A query string
+    whose percent-escapes are not UTF-8 is refused too (decoding would turn them into U+FFFD)."""
     query = request.query
-    if not query or all(name in allowed for name in query):
+    if not query:
+        return
+    raw = request.rel_url.raw_query_string
+    if "%" in raw:
+        _check_utf8(raw)
+    if all(name in allowed for name in query):
         return
     unknown = sorted(set(query) - allowed)
     if unknown:
         raise InvalidRequest(f"Unknown query parameter {unknown[0]!r}; allowed: {', '.join(sorted(allowed)) or 'none'}")
+
+
+def _check_utf8(raw: str) -> None:
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"The query string is not valid UTF-8 once percent-decoded (byte {exc.start})") from None
 
 
 def bool_param(request: web.Request, name: str) -> bool:

@@ -234,3 +234,20 @@ async def test_deeply_nested_expressions_are_too_complex(client: TestClient) -> 
            "notification": {"endpoint": {"uri": "http://127.0.0.1:9/notify"}}}
     await problem(await send(client, "POST", "/ngsi-ld/v1/subscriptions", sub), 403, "TooComplexQuery")
     assert await (await client.get("/ngsi-ld/v1/subscriptions")).json() == []
+
+
+async def test_query_strings_that_are_not_utf8(client: TestClient) -> None:
+    """Percent-escapes that are not UTF-8 would decode to U+FFFD and query for a type nobody wrote:
+    refused instead, on reads and writes; an escaped U+FFFD itself is still a character like any other."""
+    await create(client, ROOM)
+    before = await get(client, EID)
+    for path in (f"{ENTITIES}?type=%FF", f"{ENTITIES}?type=Room&q=temperature%3D%3D%22%C3%28%22",
+                 f"{url(EID)}?attrs=%E9t%E9", f"{ENTITIES}?type=Room&%FF=1"):
+        await problem(await client.get(path), 400, "InvalidRequest")
+    resp = await client.delete(f"{ENTITIES}?type=Room&q=temperature%3D%3D%FF")
+    await problem(resp, 400, "InvalidRequest")
+    assert await get(client, EID) == before
+    resp = await client.get(f"{ENTITIES}?type=%EF%BF%BD")
+    assert resp.status == 200 and await resp.json() == []
+    resp = await client.get(f"{ENTITIES}?type=R%C3%B6om")  # valid UTF-8: an ordinary (unknown) type
+    assert resp.status == 200 and await resp.json() == []
