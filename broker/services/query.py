@@ -62,8 +62,6 @@ QUERY_PARAMS = frozenset({
     "coords",  # NGSIv2's name for coordinates: Orion-LD takes it, ngsi-go's `list entities --coords` sends it
     "expandValues",
 })
-MAX_MIXED_SELECTORS = 100
-
 PURGE_PARAMS = frozenset({
     "id", "type", "idPattern", "q", "csf", "georel", "geometry", "coordinates", "geoproperty", "scopeQ",
     "local", "via", "datasetId", "drop", "keep", "expandValues",
@@ -284,6 +282,9 @@ def _selector(ids: Any, id_pattern: Any, type_expr: Any, tm: TermMap) -> Selecto
     return sel
 
 
+MAX_MIXED_SELECTORS = 100  # selectors kept whole (``any_of``): each is tried on every candidate
+
+
 def apply_selectors(query: EntityQuery, selectors: list[Selector]) -> None:
     """Put the selectors into ``query``: merged into its ids, idPattern or types where they combine
     exactly (which the stores' indexes serve), else as ``any_of`` alternatives; several id selectors
@@ -306,7 +307,7 @@ def apply_selectors(query: EntityQuery, selectors: list[Selector]) -> None:
         query.types = selectors[0].types
         return
     # any other mix: each selector stays whole, an entity must meet one of them (clause 5.7.2)
-    if len(selectors) > MAX_MIXED_SELECTORS:  # each is tried on every candidate: bound the work
+    if len(selectors) > MAX_MIXED_SELECTORS:
         raise OperationNotSupported(f"At most {MAX_MIXED_SELECTORS} entity selectors that mix id, idPattern "
                                     f"and type; got {len(selectors)}")
     query.any_of = [EntityQuery(ids=s.ids, id_pattern=s.id_pattern, types=s.types) for s in selectors]
