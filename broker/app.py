@@ -67,7 +67,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     resolver = ContextResolver(fetch_timeout=settings.context_fetch_timeout,
                                max_bytes=settings.context_max_bytes, default_core=settings.core_context,
                                failure_ttl=settings.context_failure_ttl)
-    if settings.context_preload:
+    if settings.context_builtin_models:
+        resolver.mirror_builtin_models()
+    if settings.context_preload:  # after the built-in copies: a site's own files win
         resolver.preload(settings.context_preload)
     app[SETTINGS] = settings
     app[STORE] = store

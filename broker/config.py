@@ -52,6 +52,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CORE_CONTEXT", "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld",
             "Core @context URL the broker answers with (a built-in copy)"),
     Setting("CONTEXT_PRELOAD", "", "Comma list of URL->file JSON maps or folders with index.json"),
+    Setting("CONTEXT_BUILTIN_MODELS", True, "Resolve the Smart Data Models (and FIWARE data-models) "
+            "@context URLs from the copies shipped with the broker instead of downloading them"),
     Setting("CONTEXT_FETCH_TIMEOUT", 5.0, "Seconds allowed to download a remote @context"),
     Setting("CONTEXT_MAX_BYTES", 1024 * 1024, "Largest remote @context accepted"),
     Setting("CONTEXT_FAILURE_TTL", 10.0, "Seconds a failed @context download is answered with 503 at once "
@@ -101,6 +103,7 @@ class Settings(BaseModel):
     max_batch: int = Field(1000, gt=0)
     core_context: str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
     context_preload: str = ""
+    context_builtin_models: bool = True
     context_fetch_timeout: float = Field(5.0, gt=0)
     context_max_bytes: int = Field(1024 * 1024, gt=0)
     context_failure_ttl: float = Field(10.0, ge=0)

@@ -4,6 +4,7 @@ the wheel is the pure-Python package, which imports and runs its source (with a 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -50,11 +51,18 @@ def test_without_a_working_c_compiler_the_wheel_is_pure_python(tmp_path: Path, c
     names = zipfile.ZipFile(wheel).namelist()
     assert "broker/entities/expand.py" in names
     assert not [n for n in names if n.endswith((".so", native.HASH_SUFFIX))], names
+    # the data files: core contexts, the data-model contexts and their index (offline @context)
+    models = json.loads((ROOT / "broker/jsonld/contexts/models/index.json").read_text())
+    shipped = {f"broker/jsonld/contexts/models/{f}" for f in (*models.values(), "index.json", "SOURCES.md")}
+    assert shipped <= set(names), shipped - set(names)
+    assert "broker/jsonld/contexts/ngsi-ld-core-context-v1.8.jsonld" in names
 
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, timeout=300)
     probe = ("import sys; sys.path.insert(0, sys.argv[1]); import broker.native as n, broker.entities.expand as e;"
+             " from broker.jsonld.resolver import ContextResolver as R; r = R(); m = r.mirror_builtin_models();"
+             " assert m == len(r.mirror) and all(p.is_file() for p in r.mirror.values()), r.mirror;"
              " print(n.STATUS['broker.entities.expand'], e.__file__)")
     out = subprocess.run([sys.executable, "-c", probe, str(target)], env=env, cwd=tmp_path, capture_output=True,
                          text=True, timeout=60, check=True).stdout.split()

@@ -23,6 +23,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -164,18 +165,23 @@ class ContextResolver:
         """
         count = 0
         for item in filter(None, (s.strip() for s in spec.split(","))):
-            path = Path(item)
-            map_file = path / "index.json" if path.is_dir() else path
-            mapping = orjson.loads(map_file.read_bytes())
-            if not isinstance(mapping, dict):
-                raise ValueError(f"context preload map {map_file} must be a JSON object url -> file")
-            for url, rel in mapping.items():
-                file = map_file.parent / _expand_path(rel, map_file)
+            for url, file in _read_map(Path(item)).items():
                 doc = self._read_file(url, file)
                 self.mirror[url] = file
                 self._remember(ContextEntry(url=url, document=doc, kind=KIND_CACHED, local_id=_digest(url)))
                 count += 1
         return count
+
+    def mirror_builtin_models(self) -> int:
+        """Serve the data-model contexts shipped in ``contexts/models`` (Smart Data Models subjects,
+        FIWARE data-models) from their files instead of the network. Unlike ``preload`` nothing is
+        read now: a document becomes a ``Cached`` entry when a request first names it, as if it had
+        been downloaded, so the context list shows only what is in use."""
+        folder = Path(str(resources.files("broker.jsonld").joinpath("contexts", "models")))
+        mapping = _read_map(folder)
+        for url, file in mapping.items():
+            self.mirror.setdefault(url, file)
+        return len(mapping)
 
     # ------------------------------------------------------------------ resolution
     async def resolve(self, context: Any) -> TermMap:
@@ -495,6 +501,15 @@ def _absolute(item: Any) -> Any:
     if isinstance(item, str) and item.startswith(LOCAL_PREFIX):
         return "http://localhost" + item
     return item
+
+
+def _read_map(path: Path) -> dict[str, Path]:
+    """URL -> file of a preload map file, or of a folder's ``index.json``."""
+    map_file = path / "index.json" if path.is_dir() else path
+    mapping = orjson.loads(map_file.read_bytes())
+    if not isinstance(mapping, dict):
+        raise ValueError(f"context preload map {map_file} must be a JSON object url -> file")
+    return {url: map_file.parent / _expand_path(rel, map_file) for url, rel in mapping.items()}
 
 
 def _expand_path(rel: Any, map_file: Path) -> str:

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from broker.api.keys import ENTITIES
-from tests.agents.conftest import APIKEY, HEADERS, SERVICE, Stack, eventually
+from broker.api.keys import ENTITIES, RESOLVER
+from tests.agents.conftest import APIKEY, HEADERS, SERVICE, Stack, eventually, open_stack
 
 CORE = "https://uri.etsi.org/ngsi-ld/default-context/"
 MOTION = {"device_id": "motion001", "entity_name": "urn:ngsi-ld:Motion:001", "entity_type": "Motion",
@@ -272,3 +272,32 @@ async def test_mqtt_messages_are_acked_only_after_the_write(lite: Stack) -> None
     await agents.ingestor.start()
     await eventually(lambda: _is(lite, "urn:ngsi-ld:Thing:held", "n", 1), "the redelivered measure is written")
     await eventually(lambda: queued(0), "queue drained")
+
+
+async def test_agents_map_devices_with_a_smart_data_models_context(services: Any, tmp_path: Any) -> None:
+    """``IOTA_JSON_LD_CONTEXT`` naming a Smart Data Models subject: the context comes from the copy shipped
+    with the broker (no download), and the measures land under that subject's IRIs."""
+    env = "https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/context.jsonld"
+    stack, close = await open_stack("sqlite", services, tmp_path, iota_json_ld_context=env)
+    try:
+        await stack.provision_group("/iot/json")
+        await stack.provision_devices({
+            "device_id": "aq001", "entity_name": "urn:ngsi-ld:AirQualityObserved:porto:001",
+            "entity_type": "AirQualityObserved",
+            "attributes": [{"object_id": "n", "name": "no2", "type": "Number"},
+                           {"object_id": "t", "name": "temperature", "type": "Number"}]})
+        status, _ = await stack.call("POST", f"{stack.south}/iot/json?k={APIKEY}&i=aq001", json={"n": 41, "t": 13.5})
+        assert status == 200
+        sdm = "https://smartdatamodels.org/dataModel.Environment/"
+        status, entity = await stack.entity("urn:ngsi-ld:AirQualityObserved:porto:001")
+        assert status == 200, entity
+        assert entity["type"] == sdm + "AirQualityObserved"
+        assert entity[sdm + "no2"]["value"] == 41 and entity[sdm + "temperature"]["value"] == 13.5
+        link = f'<{env}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+        status, found = await stack.call("GET", f"{stack.broker}/ngsi-ld/v1/entities",
+                                         params={"type": "AirQualityObserved", "q": "no2>40"},
+                                         headers={"NGSILD-Tenant": SERVICE, "Link": link})
+        assert status == 200 and [e["no2"]["value"] for e in found] == [41], found
+        assert stack.app[RESOLVER]._session is None  # nothing was downloaded
+    finally:
+        await close()
