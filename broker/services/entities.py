@@ -102,8 +102,7 @@ def stamp(inst: Instance, now: str, old: Instance | None = None) -> Instance:
     """Set system timestamps: ``createdAt`` survives from ``old`` (recursively for sub-attributes)."""
     inst["createdAt"] = old.get("createdAt", now) if old else now
     inst["modifiedAt"] = now
-    subs = inst.get("subs")
-    if subs:
+    if "subs" in inst and (subs := inst["subs"]):
         old_subs = old.get("subs") or {} if old else {}
         for iri, sub in subs.items():
             stamp(sub, now, old_subs.get(iri))
@@ -194,12 +193,18 @@ def replace_mutation(new: dict[str, Any]) -> Mutation:
         attrs: Attrs = new.get("attrs", {})
         for iri, instances in attrs.items():
             olds = old_attrs.get(iri)
-            for inst in instances:
-                old = None
-                if olds:
-                    j = _find(olds, inst.get("datasetId"))
-                    old = olds[j] if j >= 0 else None
-                stamp(inst, now, old)
+            if not olds:
+                for inst in instances:
+                    stamp(inst, now)
+            elif len(olds) == 1 and len(instances) == 1:  # the usual attribute: no datasetId search
+                inst, old = instances[0], olds[0]
+                stamp(inst, now, old if old.get("datasetId") == inst.get("datasetId") else None)
+            else:
+                by_dataset: dict[str | None, Instance] = {}
+                for old in olds:
+                    by_dataset.setdefault(old.get("datasetId"), old)  # the first, as _find picks
+                for inst in instances:
+                    stamp(inst, now, by_dataset.get(inst.get("datasetId")))
         entity["attrs"] = attrs
         return set(old_attrs) | set(attrs)
 
