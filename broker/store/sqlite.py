@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from sortedcontainers import SortedKeyList
 
+from .. import gctune
 from ..errors import AlreadyExists
 from ..periodic import every, stop
 from ..query.ast import And, Comparison, Range, TypeName, Value, ValueList
@@ -595,10 +596,18 @@ class SqliteStore(Store):
             self._checkpointer = every(CHECKPOINT_SECONDS, self._checkpoint, "sqlite checkpoint")
         for (tenant,) in db.execute("SELECT tenant FROM tenants"):
             self._tenants[tenant] = _Tenant()
-        for tenant, seq, blob in db.execute("SELECT tenant, seq, doc FROM entities ORDER BY tenant, seq"):
-            t = self._tenants.setdefault(tenant, _Tenant())
-            t.add(orjson.loads(blob))
-            t.seq = max(t.seq, seq)
+        with gctune.paused():
+            t: _Tenant | None = None
+            current = None
+            loaded = 0
+            for tenant, seq, blob in db.execute("SELECT tenant, seq, doc FROM entities ORDER BY tenant, seq"):
+                if t is None or tenant != current:
+                    current = tenant
+                    t = self._tenants.get(tenant) or self._tenants.setdefault(tenant, _Tenant())
+                t.add(orjson.loads(blob))
+                t.seq = max(t.seq, seq)
+                loaded += 1
+            gctune.freeze_loaded(loaded)
 
     async def _checkpoint(self) -> None:
         if self._commits == 0 or self._ckpt_db is None:
