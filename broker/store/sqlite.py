@@ -597,13 +597,11 @@ class SqliteStore(Store):
         for (tenant,) in db.execute("SELECT tenant FROM tenants"):
             self._tenants[tenant] = _Tenant()
         with gctune.paused():
-            t: _Tenant | None = None
-            current = None
             loaded = 0
             for tenant, seq, blob in db.execute("SELECT tenant, seq, doc FROM entities ORDER BY tenant, seq"):
-                if t is None or tenant != current:
-                    current = tenant
-                    t = self._tenants.get(tenant) or self._tenants.setdefault(tenant, _Tenant())
+                t = self._tenants.get(tenant)
+                if t is None:
+                    t = self._tenants[tenant] = _Tenant()
                 t.add(orjson.loads(blob))
                 t.seq = max(t.seq, seq)
                 loaded += 1

@@ -111,7 +111,7 @@ async def test_the_legacy_root_context_keeps_core_terms(client: TestClient) -> N
     no_download(client)
 
 
-def test_every_shipped_model_context_is_listed_and_builds(tmp_path: Path) -> None:
+def test_every_shipped_model_context_is_listed_and_builds() -> None:
     index = json.loads((MODELS / "index.json").read_text())
     files = {p.name for p in MODELS.glob("*.jsonld")}
     assert set(index.values()) == files  # nothing shipped unreachable, nothing listed missing
